@@ -1,0 +1,39 @@
+-- The MVCC history: one row per key change. A txn touching three keys writes three rows
+-- with the same revision. Deleted keys get a tombstone row (deleted = 1).
+CREATE TABLE log (
+    revision        INTEGER NOT NULL,
+    key             BLOB    NOT NULL,
+    deleted         INTEGER NOT NULL,
+    create_revision INTEGER NOT NULL,
+    version         INTEGER NOT NULL,
+    lease           INTEGER NOT NULL,
+    value           BLOB    NOT NULL,
+    PRIMARY KEY (key, revision)
+);
+-- Changes after a revision: past-revision reads, watch replay and compaction walk this.
+CREATE INDEX log_by_revision ON log (revision);
+
+-- The live keys at the newest revision: reads and counts at the head touch only this table.
+CREATE TABLE current (
+    key             BLOB    NOT NULL PRIMARY KEY,
+    create_revision INTEGER NOT NULL,
+    mod_revision    INTEGER NOT NULL,
+    version         INTEGER NOT NULL,
+    lease           INTEGER NOT NULL,
+    value           BLOB    NOT NULL
+);
+CREATE INDEX current_by_lease ON current (lease) WHERE lease <> 0;
+
+-- Bookkeeping: the revision counter (etcd starts at 1), the compacted revision (-1: never),
+-- how far compaction has physically removed history, and the cluster identity.
+CREATE TABLE meta (
+    name  TEXT    NOT NULL PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO meta (name, value) VALUES ('revision', 1), ('compacted', -1), ('compact_progress', 0);
+
+CREATE TABLE leases (
+    id         INTEGER NOT NULL PRIMARY KEY,
+    ttl        INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);

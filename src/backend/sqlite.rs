@@ -1,0 +1,480 @@
+//! The SQLite dialect: one embedded database file in WAL mode.
+//!
+//! One dedicated connection writes (SQLite allows one writer at a time, and the sequencer is the
+//! only one); a pool of connections reads concurrently from WAL snapshots. `synchronous=FULL`
+//! makes every commit durable before the sequencer answers, even across power loss.
+//!
+//! Reads at revision R use `current` for keys not changed since R and the `log` for the rest,
+//! so a read at the head is a primary-key range scan and a read at a pinned past revision costs
+//! the page plus the changes made since R, never a scan of the whole range's history.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rand::Rng as _;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Connection as _, Row as _};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::{Backend, DbSize, KeyEnd, KvRead, Meta, WriteTxn};
+use crate::error::{Error, Result};
+use crate::proto::KeyValue;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+const READ_POOL_SIZE: u32 = 8;
+
+/// SQL whose key-range condition depends on the shape of the range; built once per shape.
+struct RangeSql {
+    page_current: Arc<str>,
+    page_deleted: Arc<str>,
+    count: Arc<str>,
+    delete_log: Arc<str>,
+    delete_current: Arc<str>,
+}
+
+/// Parameters: ?1 key, ?2 range end, ?3 revision, ?4 limit (-1: none).
+fn key_condition(column: &str, end: &KeyEnd) -> String {
+    match end {
+        KeyEnd::Single => format!("{column} = ?1"),
+        KeyEnd::Before(_) => format!("{column} >= ?1 AND {column} < ?2"),
+        KeyEnd::Unbounded => format!("{column} >= ?1"),
+    }
+}
+
+/// The latest log row of key `{key}` at or below revision ?3.
+fn latest_at(key: &str) -> String {
+    format!("(SELECT MAX(m.revision) FROM log m WHERE m.key = {key} AND m.revision <= ?3)")
+}
+
+impl RangeSql {
+    fn new(end: &KeyEnd) -> RangeSql {
+        let current_keys = key_condition("c.key", end);
+        let deleted_keys = key_condition("d.key", end);
+        let plain_keys = key_condition("key", end);
+        let latest_c = latest_at("c.key");
+        let latest_g = latest_at("g.key");
+        // Keys deleted after ?3 and not alive now: the only keys alive at ?3 that `current`
+        // does not list.
+        let deleted_since = format!(
+            "FROM (SELECT DISTINCT d.key AS key FROM log d \
+                   WHERE d.revision > ?3 AND d.deleted = 1 AND {deleted_keys}) g \
+             JOIN log l ON l.key = g.key AND l.revision = {latest_g} \
+             WHERE l.deleted = 0 AND NOT EXISTS (SELECT 1 FROM current c WHERE c.key = g.key)"
+        );
+        let pick = |column: &str, log_column: &str| {
+            format!("CASE WHEN c.mod_revision <= ?3 THEN c.{column} ELSE l.{log_column} END")
+        };
+        RangeSql {
+            page_current: format!(
+                "SELECT c.key, {}, {}, {}, {}, {} FROM current c \
+                 LEFT JOIN log l ON c.mod_revision > ?3 AND l.key = c.key AND l.revision = {latest_c} \
+                 WHERE {current_keys} AND (c.mod_revision <= ?3 OR l.deleted = 0) \
+                 ORDER BY c.key LIMIT ?4",
+                pick("create_revision", "create_revision"),
+                pick("mod_revision", "revision"),
+                pick("version", "version"),
+                pick("lease", "lease"),
+                pick("value", "value"),
+            )
+            .into(),
+            page_deleted: format!(
+                "SELECT l.key, l.create_revision, l.revision, l.version, l.lease, l.value \
+                 {deleted_since} ORDER BY l.key LIMIT ?4"
+            )
+            .into(),
+            count: format!(
+                "SELECT (SELECT COUNT(*) FROM current c WHERE {current_keys} AND \
+                   (c.mod_revision <= ?3 OR EXISTS (SELECT 1 FROM log l WHERE l.key = c.key \
+                      AND l.deleted = 0 AND l.revision = {latest_c}))) \
+                 + (SELECT COUNT(*) {deleted_since})"
+            )
+            .into(),
+            delete_log: format!(
+                "INSERT INTO log (revision, key, deleted, create_revision, version, lease, value) \
+                 SELECT ?3, key, 1, 0, 0, 0, x'' FROM current WHERE {plain_keys}"
+            )
+            .into(),
+            // Every live row predates the deleting revision; saying so binds ?3 like the other statements.
+            delete_current: format!("DELETE FROM current WHERE {plain_keys} AND mod_revision < ?3")
+                .into(),
+        }
+    }
+}
+
+struct Statements {
+    single: RangeSql,
+    before: RangeSql,
+    unbounded: RangeSql,
+}
+
+impl Statements {
+    fn new() -> Statements {
+        Statements {
+            single: RangeSql::new(&KeyEnd::Single),
+            before: RangeSql::new(&KeyEnd::Before(Bytes::new())),
+            unbounded: RangeSql::new(&KeyEnd::Unbounded),
+        }
+    }
+
+    fn for_end(&self, end: &KeyEnd) -> &RangeSql {
+        match end {
+            KeyEnd::Single => &self.single,
+            KeyEnd::Before(_) => &self.before,
+            KeyEnd::Unbounded => &self.unbounded,
+        }
+    }
+}
+
+fn end_bytes(end: &KeyEnd) -> &[u8] {
+    match end {
+        KeyEnd::Before(end) => end,
+        KeyEnd::Single | KeyEnd::Unbounded => &[],
+    }
+}
+
+fn key_value(row: &SqliteRow) -> Result<KeyValue> {
+    Ok(KeyValue {
+        key: Bytes::from(row.try_get::<Vec<u8>, _>(0)?),
+        create_revision: row.try_get(1)?,
+        mod_revision: row.try_get(2)?,
+        version: row.try_get(3)?,
+        lease: row.try_get(4)?,
+        value: Bytes::from(row.try_get::<Vec<u8>, _>(5)?),
+    })
+}
+
+async fn range_at(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    key: &[u8],
+    end: &KeyEnd,
+    revision: i64,
+    limit: i64,
+) -> Result<Vec<KeyValue>> {
+    if end.is_empty_for(key) {
+        return Ok(Vec::new());
+    }
+    let statements = sql.for_end(end);
+    let limit = if limit > 0 { limit } else { -1 };
+    let mut rows = Vec::new();
+    for statement in [&statements.page_current, &statements.page_deleted] {
+        let fetched = sqlx::query(AssertSqlSafe(statement.clone()))
+            .bind(key)
+            .bind(end_bytes(end))
+            .bind(revision)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in &fetched {
+            rows.push(key_value(row)?);
+        }
+    }
+    // Both parts come sorted and hold disjoint keys; merge them and cut to the limit.
+    rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    if limit > 0 {
+        rows.truncate(limit as usize);
+    }
+    Ok(rows)
+}
+
+async fn count_at(
+    conn: &mut SqliteConnection,
+    sql: &Statements,
+    key: &[u8],
+    end: &KeyEnd,
+    revision: i64,
+) -> Result<i64> {
+    if end.is_empty_for(key) {
+        return Ok(0);
+    }
+    let count = sqlx::query_scalar(AssertSqlSafe(sql.for_end(end).count.clone()))
+        .bind(key)
+        .bind(end_bytes(end))
+        .bind(revision)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(count)
+}
+
+/// The SQLite backend: a read pool and the single writer connection.
+pub struct SqliteBackend {
+    pool: SqlitePool,
+    writer: Arc<Mutex<WriterConnection>>,
+    sql: Arc<Statements>,
+}
+
+struct WriterConnection {
+    conn: SqliteConnection,
+    /// A transaction was begun and neither committed nor rolled back (its owner failed).
+    open: bool,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database file at `path` and applies the migrations.
+    pub async fn open(path: &str) -> Result<SqliteBackend> {
+        if path.is_empty() {
+            return Err(Error::InvalidEndpoint("sqlite:// needs a file path".into()));
+        }
+        if let Some(parent) = Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-32768")
+            .pragma("temp_store", "memory");
+        let mut conn = SqliteConnection::connect_with(&options).await?;
+        MIGRATOR.run(&mut conn).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(READ_POOL_SIZE)
+            .connect_with(options.clone().pragma("query_only", "true"))
+            .await?;
+        Ok(SqliteBackend {
+            pool,
+            writer: Arc::new(Mutex::new(WriterConnection { conn, open: false })),
+            sql: Arc::new(Statements::new()),
+        })
+    }
+
+    async fn lock_writer(&self) -> Result<OwnedMutexGuard<WriterConnection>> {
+        let mut writer = self.writer.clone().lock_owned().await;
+        if writer.open {
+            sqlx::query("ROLLBACK").execute(&mut writer.conn).await?;
+            writer.open = false;
+        }
+        Ok(writer)
+    }
+}
+
+async fn meta_value(conn: &mut SqliteConnection, name: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = ?1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?)
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    async fn load_meta(&self) -> Result<Meta> {
+        let mut writer = self.lock_writer().await?;
+        let conn = &mut writer.conn;
+        let mut identity = [0u64; 2];
+        for (slot, name) in identity.iter_mut().zip(["cluster_id", "member_id"]) {
+            let value = match meta_value(conn, name).await? {
+                Some(value) => value,
+                None => {
+                    // Positive and non-zero, as etcd's ids are.
+                    let fresh = rand::rng().random_range(1..i64::MAX);
+                    sqlx::query("INSERT INTO meta (name, value) VALUES (?1, ?2)")
+                        .bind(name)
+                        .bind(fresh)
+                        .execute(&mut *conn)
+                        .await?;
+                    fresh
+                }
+            };
+            *slot = value as u64;
+        }
+        let revision = meta_value(conn, "revision").await?.unwrap_or(1);
+        let compacted = meta_value(conn, "compacted").await?.unwrap_or(-1);
+        Ok(Meta {
+            revision,
+            compacted,
+            cluster_id: identity[0],
+            member_id: identity[1],
+        })
+    }
+
+    async fn reader(&self) -> Result<Box<dyn KvRead>> {
+        Ok(Box::new(SqliteReader {
+            conn: self.pool.acquire().await?,
+            sql: self.sql.clone(),
+        }))
+    }
+
+    async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
+        let mut writer = self.lock_writer().await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut writer.conn)
+            .await?;
+        writer.open = true;
+        Ok(Box::new(SqliteWriteTxn {
+            writer,
+            sql: self.sql.clone(),
+        }))
+    }
+
+    async fn compact_window(&self, compacted: i64, after: i64, up_to: i64) -> Result<u64> {
+        let mut writer = self.lock_writer().await?;
+        let conn = &mut writer.conn;
+        let mut txn = conn.begin().await?;
+        // A row at or below the compacted revision is unreadable once a newer row of its key
+        // is also at or below it; a tombstone there says nothing a missing row does not.
+        let removed = sqlx::query(
+            "DELETE FROM log WHERE rowid IN (SELECT l.rowid FROM log l \
+               WHERE l.revision > ?1 AND l.revision <= ?2 AND (l.deleted = 1 OR EXISTS \
+                 (SELECT 1 FROM log n WHERE n.key = l.key AND n.revision > l.revision \
+                    AND n.revision <= ?3)))",
+        )
+        .bind(after)
+        .bind(up_to)
+        .bind(compacted)
+        .execute(&mut *txn)
+        .await?
+        .rows_affected();
+        sqlx::query("UPDATE meta SET value = ?1 WHERE name = 'compact_progress'")
+            .bind(up_to)
+            .execute(&mut *txn)
+            .await?;
+        txn.commit().await?;
+        Ok(removed)
+    }
+
+    async fn compact_progress(&self) -> Result<i64> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(meta_value(&mut conn, "compact_progress")
+            .await?
+            .unwrap_or(0))
+    }
+
+    async fn db_size(&self) -> Result<DbSize> {
+        let mut conn = self.pool.acquire().await?;
+        let (allocated, in_use): (i64, i64) = sqlx::query_as(
+            "SELECT p.page_count * s.page_size, (p.page_count - f.freelist_count) * s.page_size \
+             FROM pragma_page_count() p, pragma_page_size() s, pragma_freelist_count() f",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(DbSize { allocated, in_use })
+    }
+}
+
+struct SqliteReader {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    sql: Arc<Statements>,
+}
+
+#[async_trait]
+impl KvRead for SqliteReader {
+    async fn range(
+        &mut self,
+        key: &[u8],
+        end: &KeyEnd,
+        revision: i64,
+        limit: i64,
+    ) -> Result<Vec<KeyValue>> {
+        range_at(&mut self.conn, &self.sql, key, end, revision, limit).await
+    }
+
+    async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64> {
+        count_at(&mut self.conn, &self.sql, key, end, revision).await
+    }
+}
+
+struct SqliteWriteTxn {
+    writer: OwnedMutexGuard<WriterConnection>,
+    sql: Arc<Statements>,
+}
+
+#[async_trait]
+impl KvRead for SqliteWriteTxn {
+    async fn range(
+        &mut self,
+        key: &[u8],
+        end: &KeyEnd,
+        revision: i64,
+        limit: i64,
+    ) -> Result<Vec<KeyValue>> {
+        range_at(&mut self.writer.conn, &self.sql, key, end, revision, limit).await
+    }
+
+    async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64> {
+        count_at(&mut self.writer.conn, &self.sql, key, end, revision).await
+    }
+}
+
+#[async_trait]
+impl WriteTxn for SqliteWriteTxn {
+    async fn put(&mut self, kv: &KeyValue) -> Result<()> {
+        let conn = &mut self.writer.conn;
+        sqlx::query(
+            "INSERT INTO log (revision, key, deleted, create_revision, version, lease, value) \
+             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6)",
+        )
+        .bind(kv.mod_revision)
+        .bind(kv.key.as_ref())
+        .bind(kv.create_revision)
+        .bind(kv.version)
+        .bind(kv.lease)
+        .bind(kv.value.as_ref())
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO current (key, create_revision, mod_revision, version, lease, value) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO UPDATE SET \
+             create_revision = excluded.create_revision, mod_revision = excluded.mod_revision, \
+             version = excluded.version, lease = excluded.lease, value = excluded.value",
+        )
+        .bind(kv.key.as_ref())
+        .bind(kv.create_revision)
+        .bind(kv.mod_revision)
+        .bind(kv.version)
+        .bind(kv.lease)
+        .bind(kv.value.as_ref())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<()> {
+        let statements = self.sql.for_end(end);
+        for statement in [&statements.delete_log, &statements.delete_current] {
+            sqlx::query(AssertSqlSafe(statement.clone()))
+                .bind(key)
+                .bind(end_bytes(end))
+                .bind(revision)
+                .execute(&mut self.writer.conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn lease_exists(&mut self, lease: i64) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM leases WHERE id = ?1")
+            .bind(lease)
+            .fetch_optional(&mut self.writer.conn)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn save_meta(&mut self, revision: i64, compacted: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE meta SET value = CASE name WHEN 'revision' THEN ?1 ELSE ?2 END \
+             WHERE name IN ('revision', 'compacted')",
+        )
+        .bind(revision)
+        .bind(compacted)
+        .execute(&mut self.writer.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        sqlx::query("COMMIT").execute(&mut self.writer.conn).await?;
+        self.writer.open = false;
+        Ok(())
+    }
+}

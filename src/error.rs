@@ -1,0 +1,84 @@
+//! One error type for the whole server, and the only conversion into a gRPC `Status`.
+//!
+//! clientv3 and kube-apiserver match on etcd's exact codes and messages, so every error that etcd
+//! also has carries etcd's text verbatim. Database failures are logged here with their detail and
+//! reach clients only as a generic `Unavailable`, never with SQL text or credentials.
+
+use tonic::{Code, Status};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdshim: {0} is not supported")]
+    Unsupported(&'static str),
+    /// The database failed; the detail stays in the server log.
+    #[error("etcdshim: the datastore is unavailable")]
+    Database(#[source] sqlx::Error),
+    /// A write batch failed in the database; its detail was logged once for the batch.
+    #[error("etcdshim: the datastore is unavailable")]
+    Unavailable,
+    #[error("etcdshim: migrating the datastore failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("etcdshim: invalid endpoint: {0}")]
+    InvalidEndpoint(String),
+    #[error("etcdshim: the server is shutting down")]
+    ShuttingDown,
+    #[error("etcdshim: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        Error::Database(err)
+    }
+}
+
+impl Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::Compacted | Error::FutureRevision => Code::OutOfRange,
+            Error::LeaseNotFound => Code::NotFound,
+            Error::EmptyKey
+            | Error::KeyNotFound
+            | Error::ValueProvided
+            | Error::LeaseProvided
+            | Error::TooManyOps
+            | Error::DuplicateKey
+            | Error::RequestTooLarge
+            | Error::InvalidEndpoint(_) => Code::InvalidArgument,
+            Error::Unsupported(_) => Code::Unimplemented,
+            Error::Database(_) | Error::Unavailable | Error::ShuttingDown => Code::Unavailable,
+            Error::Migrate(_) | Error::Io(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        if let Error::Database(source) = &err {
+            tracing::error!(error = %source, "datastore error");
+        }
+        Status::new(err.code(), err.to_string())
+    }
+}

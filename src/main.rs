@@ -1,0 +1,41 @@
+//! The `etcdshim` command: parses flags and runs the library's server until SIGINT or SIGTERM.
+
+use clap::Parser as _;
+use etcdshim::config::{Cli, Command};
+use etcdshim::{Listener, Server};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&cli.serve).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "etcdshim stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: &etcdshim::config::ServeArgs) -> etcdshim::Result<()> {
+    let server = Server::open(args.server_options()).await?;
+    let listener = Listener::bind(&args.listen_address).await?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+    };
+    server.serve(listener, shutdown).await
+}

@@ -1,0 +1,165 @@
+//! The gRPC layer: one file per etcd service, request validation, and [`Server`], which serves
+//! a store on a listener the caller binds, until a shutdown future completes.
+
+mod cluster;
+mod kv;
+mod maintenance;
+pub mod validate;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+
+use crate::backend;
+use crate::error::{Error, Result};
+use crate::proto::cluster_server::ClusterServer;
+use crate::proto::kv_server::KvServer;
+use crate::proto::maintenance_server::MaintenanceServer;
+use crate::store::Store;
+use cluster::ClusterService;
+use kv::KvService;
+use maintenance::MaintenanceService;
+
+/// Messages up to this size are decoded, so that etcd's own "request is too large" answers
+/// requests over [`validate::MAX_REQUEST_BYTES`] (etcd allows the same overhead).
+const MAX_DECODED_BYTES: usize = validate::MAX_REQUEST_BYTES + 512 * 1024;
+/// An unpaged list is one message; etcd allows responses up to 2 GiB.
+const MAX_ENCODED_BYTES: usize = 2 * 1024 * 1024 * 1024;
+
+/// The etcd version reported by default: a 3.6 release, so kube-apiserver enables its
+/// progress-notification based features.
+pub const DEFAULT_ETCD_VERSION: &str = "3.6.5";
+
+/// What a server needs besides its listener.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Kine-style datastore endpoint, e.g. `sqlite://./db/state.db`.
+    pub endpoint: String,
+    /// The etcd version reported by Maintenance.Status.
+    pub emulated_etcd_version: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            endpoint: "sqlite://./db/state.db".to_string(),
+            emulated_etcd_version: DEFAULT_ETCD_VERSION.to_string(),
+        }
+    }
+}
+
+/// Where the server accepts clients.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds `host:port` (an `http://` prefix is accepted) or `unix:///path`.
+    pub async fn bind(address: &str) -> Result<Listener> {
+        if let Some(path) = address.strip_prefix("unix://") {
+            let path = PathBuf::from(path);
+            // A socket file left by an earlier run would make bind fail.
+            if tokio::fs::metadata(&path).await.is_ok() {
+                tokio::fs::remove_file(&path).await?;
+            }
+            return Ok(Listener::Unix(UnixListener::bind(&path)?, path));
+        }
+        let address = address.strip_prefix("http://").unwrap_or(address);
+        Ok(Listener::Tcp(TcpListener::bind(address).await?))
+    }
+
+    /// The URL clients use to reach this listener.
+    pub fn client_url(&self) -> Result<String> {
+        Ok(match self {
+            Listener::Tcp(listener) => format!("http://{}", listener.local_addr()?),
+            Listener::Unix(_, path) => format!("unix://{}", path.display()),
+        })
+    }
+}
+
+/// An etcd server over one store.
+pub struct Server {
+    store: Store,
+    options: ServerOptions,
+}
+
+impl Server {
+    /// Opens the datastore named by `options.endpoint` (creating and migrating it as needed).
+    pub async fn open(options: ServerOptions) -> Result<Server> {
+        let backend = backend::open(&options.endpoint).await?;
+        let store = Store::open(backend).await?;
+        Ok(Server { store, options })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves clients on `listener` until `shutdown` completes, then finishes in-flight
+    /// requests and returns.
+    pub async fn serve(
+        self,
+        listener: Listener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        let client_url = listener.client_url()?;
+        tracing::info!(%client_url, endpoint = %redact(&self.options.endpoint), "serving etcd v3 API");
+        let store = self.store;
+        let kv = KvServer::new(KvService {
+            store: store.clone(),
+        })
+        .max_decoding_message_size(MAX_DECODED_BYTES)
+        .max_encoding_message_size(MAX_ENCODED_BYTES);
+        let maintenance = MaintenanceServer::new(MaintenanceService {
+            store: store.clone(),
+            version: self.options.emulated_etcd_version.clone(),
+        });
+        let cluster = ClusterServer::new(ClusterService {
+            store: store.clone(),
+            client_url,
+            name: "etcdshim".to_string(),
+        });
+        // etcd's keepalive policy: clients may ping as often as every 5 s (hyper accepts any
+        // ping rate); the server pings idle connections every 2 h and drops dead ones.
+        let router = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .tcp_nodelay(true)
+            .add_service(kv)
+            .add_service(maintenance)
+            .add_service(cluster);
+        let served = match listener {
+            Listener::Tcp(listener) => {
+                router
+                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                    .await
+            }
+            Listener::Unix(listener, _) => {
+                router
+                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                    .await
+            }
+        };
+        served.map_err(|err| Error::Io(std::io::Error::other(err)))
+    }
+}
+
+/// The endpoint without a password, for logs.
+pub fn redact(endpoint: &str) -> String {
+    match (endpoint.find("://"), endpoint.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &endpoint[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!(
+                "{}{user}:***{}",
+                &endpoint[..scheme_end + 3],
+                &endpoint[at..]
+            )
+        }
+        _ => endpoint.to_string(),
+    }
+}

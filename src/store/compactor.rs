@@ -1,0 +1,51 @@
+//! Lazy compaction: Compact(R) only records R; this task removes the history it made
+//! unreadable, one small window of revisions per short transaction, so it never holds the
+//! writer for long. Progress is persisted, so a restart resumes where it stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::backend::Backend;
+
+/// Revisions removed per transaction.
+const WINDOW: i64 = 500;
+/// Wait after a failed window before trying again.
+const RETRY: Duration = Duration::from_secs(1);
+
+pub(crate) struct Compactor {
+    pub backend: Arc<dyn Backend>,
+    /// The newest compacted revision; closes when the store is gone.
+    pub target: watch::Receiver<i64>,
+    /// The revision up to which history is physically removed.
+    pub progress: watch::Sender<i64>,
+}
+
+impl Compactor {
+    pub async fn run(mut self) {
+        let mut done = *self.progress.borrow();
+        loop {
+            let compacted = *self.target.borrow_and_update();
+            while done < compacted {
+                let up_to = (done + WINDOW).min(compacted);
+                match self.backend.compact_window(compacted, done, up_to).await {
+                    Ok(removed) => {
+                        tracing::debug!(up_to, removed, "compacted history");
+                        done = up_to;
+                        self.progress.send_replace(done);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "compaction window failed; retrying");
+                        tokio::time::sleep(RETRY).await;
+                    }
+                }
+                // Let the sequencer in between windows.
+                tokio::task::yield_now().await;
+            }
+            if self.target.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

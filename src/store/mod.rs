@@ -1,0 +1,230 @@
+//! etcd semantics over a [`Backend`]: revisions, ranges at any revision, writes through the
+//! sequencer, and lazy compaction. No gRPC types live here; the server layer translates.
+//!
+//! [`Store`] is a cheap handle. The sequencer and the compactor run as tasks that end by
+//! themselves once every handle is dropped (the sequencer's channel closes, and with it the
+//! compactor's).
+
+mod apply;
+mod compactor;
+mod range;
+mod writer;
+
+pub use writer::{MAX_BATCH, WriterStats, WriterStatsSnapshot};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::backend::{Backend, DbSize};
+use crate::error::{Error, Result};
+use crate::proto::{
+    CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use compactor::Compactor;
+use writer::{WriteOp, WriteOutcome, WriteRequest, Writer};
+
+/// etcd's raft term is meaningless here; a single constant keeps clients that display it calm.
+pub const RAFT_TERM: u64 = 1;
+
+/// The committed head and compacted revisions, published by the sequencer after each commit.
+#[derive(Debug)]
+pub(crate) struct Revisions {
+    head: AtomicI64,
+    compacted: AtomicI64,
+}
+
+impl Revisions {
+    pub fn head(&self) -> i64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    pub fn compacted(&self) -> i64 {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    fn publish(&self, head: i64, compacted: i64) {
+        self.compacted.store(compacted, Ordering::Release);
+        self.head.store(head, Ordering::Release);
+    }
+}
+
+/// A handle on the key space; clone it freely.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    backend: Arc<dyn Backend>,
+    revisions: Arc<Revisions>,
+    writes: mpsc::Sender<WriteRequest>,
+    compact_progress: watch::Receiver<i64>,
+    writer_stats: Arc<WriterStats>,
+    cluster_id: u64,
+    member_id: u64,
+}
+
+impl Store {
+    /// Loads the store's state from `backend` and starts the sequencer and the compactor.
+    pub async fn open(backend: Arc<dyn Backend>) -> Result<Store> {
+        let meta = backend.load_meta().await?;
+        let progress = backend.compact_progress().await?;
+        let revisions = Arc::new(Revisions {
+            head: AtomicI64::new(meta.revision),
+            compacted: AtomicI64::new(meta.compacted),
+        });
+        let (writes, write_queue) = mpsc::channel(MAX_BATCH * 4);
+        let (compaction, target) = watch::channel(meta.compacted);
+        let (progress_sender, compact_progress) = watch::channel(progress);
+        let writer_stats = Arc::new(WriterStats::default());
+        tokio::spawn(
+            Writer {
+                backend: backend.clone(),
+                revisions: revisions.clone(),
+                stats: writer_stats.clone(),
+                compaction,
+            }
+            .run(write_queue),
+        );
+        tokio::spawn(
+            Compactor {
+                backend: backend.clone(),
+                target,
+                progress: progress_sender,
+            }
+            .run(),
+        );
+        Ok(Store {
+            shared: Arc::new(Shared {
+                backend,
+                revisions,
+                writes,
+                compact_progress,
+                writer_stats,
+                cluster_id: meta.cluster_id,
+                member_id: meta.member_id,
+            }),
+        })
+    }
+
+    pub fn head(&self) -> i64 {
+        self.shared.revisions.head()
+    }
+
+    pub fn compacted(&self) -> i64 {
+        self.shared.revisions.compacted()
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.shared.cluster_id
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.shared.member_id
+    }
+
+    pub fn writer_stats(&self) -> WriterStatsSnapshot {
+        self.shared.writer_stats.snapshot()
+    }
+
+    /// A response header at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.shared.cluster_id,
+            member_id: self.shared.member_id,
+            revision,
+            raft_term: RAFT_TERM,
+        }
+    }
+
+    pub async fn db_size(&self) -> Result<DbSize> {
+        self.shared.backend.db_size().await
+    }
+
+    /// Range at the head or at a past revision (a true snapshot).
+    pub async fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let head = self.head();
+        let revision = if req.revision <= 0 {
+            head
+        } else {
+            req.revision
+        };
+        self.check_readable(revision, head)?;
+        let mut reader = self.shared.backend.reader().await?;
+        let mut resp = range::read_range(&mut *reader, req, revision).await?;
+        // A compaction past `revision` may have removed rows while we read.
+        self.check_readable(revision, head)?;
+        resp.header = Some(self.header(head));
+        Ok(resp)
+    }
+
+    fn check_readable(&self, revision: i64, head: i64) -> Result<()> {
+        if revision > head {
+            return Err(Error::FutureRevision);
+        }
+        if revision < self.compacted() {
+            return Err(Error::Compacted);
+        }
+        Ok(())
+    }
+
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+        match self.write(WriteOp::Put(req)).await? {
+            WriteOutcome::Put(mut resp) => {
+                resp.header = Some(self.header(resp.header.map_or(0, |h| h.revision)));
+                Ok(resp)
+            }
+            _ => Err(Error::Unavailable),
+        }
+    }
+
+    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        match self.write(WriteOp::DeleteRange(req)).await? {
+            WriteOutcome::DeleteRange(mut resp) => {
+                resp.header = Some(self.header(resp.header.map_or(0, |h| h.revision)));
+                Ok(resp)
+            }
+            _ => Err(Error::Unavailable),
+        }
+    }
+
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        match self.write(WriteOp::Txn(req)).await? {
+            WriteOutcome::Txn(mut resp) => {
+                resp.header = Some(self.header(resp.header.map_or(0, |h| h.revision)));
+                Ok(resp)
+            }
+            _ => Err(Error::Unavailable),
+        }
+    }
+
+    /// Records the compaction at once; with `physical`, also waits until the compacted history
+    /// is removed. Returns the revision the store was at.
+    pub async fn compact(&self, req: &CompactionRequest) -> Result<i64> {
+        let head = match self.write(WriteOp::Compact(req.revision)).await? {
+            WriteOutcome::Compact(head) => head,
+            _ => return Err(Error::Unavailable),
+        };
+        if req.physical {
+            let mut progress = self.shared.compact_progress.clone();
+            progress
+                .wait_for(|done| *done >= req.revision)
+                .await
+                .map_err(|_| Error::ShuttingDown)?;
+        }
+        Ok(head)
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<WriteOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .writes
+            .send(WriteRequest { op, reply })
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+}

@@ -1,0 +1,171 @@
+//! The sequencer: the one task that writes, with group commit.
+//!
+//! It takes every request waiting (up to `MAX_BATCH`), applies them in arrival order inside one
+//! database transaction (each sees the writes of those before it), gives each request that
+//! changes something the next revision, commits once, and only then answers. One fsync thus
+//! serves the whole batch. A request that fails a check leaves the batch untouched; a database
+//! failure fails the whole batch, and nothing of it is acknowledged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::proto::{
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
+};
+use crate::store::Revisions;
+use crate::store::apply::Apply;
+
+/// The most requests one transaction takes.
+pub const MAX_BATCH: usize = 1000;
+
+pub(crate) enum WriteOp {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact(i64),
+}
+
+pub(crate) enum WriteOutcome {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    /// Compaction recorded; the revision the store was at.
+    Compact(i64),
+}
+
+pub(crate) struct WriteRequest {
+    pub op: WriteOp,
+    pub reply: oneshot::Sender<Result<WriteOutcome>>,
+}
+
+/// How the sequencer has been batching, for benchmarks and operators.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    batches: AtomicU64,
+    requests: AtomicU64,
+    largest: AtomicU64,
+}
+
+/// A copy of [`WriterStats`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStatsSnapshot {
+    /// Transactions committed.
+    pub batches: u64,
+    /// Requests those transactions carried.
+    pub requests: u64,
+    /// The most requests one transaction carried.
+    pub largest: u64,
+}
+
+impl WriterStats {
+    fn record(&self, size: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(size as u64, Ordering::Relaxed);
+        self.largest.fetch_max(size as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> WriterStatsSnapshot {
+        WriterStatsSnapshot {
+            batches: self.batches.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            largest: self.largest.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(crate) struct Writer {
+    pub backend: Arc<dyn Backend>,
+    pub revisions: Arc<Revisions>,
+    pub stats: Arc<WriterStats>,
+    /// Tells the compactor the newest compacted revision.
+    pub compaction: watch::Sender<i64>,
+}
+
+impl Writer {
+    /// Runs until every sender of `requests` is gone.
+    pub async fn run(self, mut requests: mpsc::Receiver<WriteRequest>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.stats.record(batch.len());
+            match self.commit(&batch).await {
+                Ok((outcomes, head, compacted)) => {
+                    self.revisions.publish(head, compacted);
+                    self.compaction.send_if_modified(|target| {
+                        let newer = compacted > *target;
+                        if newer {
+                            *target = compacted;
+                        }
+                        newer
+                    });
+                    for (request, outcome) in batch.drain(..).zip(outcomes) {
+                        // A client that went away no longer needs its answer.
+                        let _ = request.reply.send(outcome);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, size = batch.len(), "write batch failed; nothing of it was committed");
+                    for request in batch.drain(..) {
+                        let _ = request.reply.send(Err(Error::Unavailable));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies and commits one batch; on success returns each request's outcome and the new
+    /// head and compacted revisions.
+    async fn commit(
+        &self,
+        batch: &[WriteRequest],
+    ) -> Result<(Vec<Result<WriteOutcome>>, i64, i64)> {
+        let mut txn = self.backend.begin_write().await?;
+        let mut head = self.revisions.head();
+        let mut compacted = self.revisions.compacted();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in batch {
+            let mut apply = Apply {
+                txn: &mut *txn,
+                head,
+                compacted,
+                changed: false,
+            };
+            let outcome = match &request.op {
+                WriteOp::Put(req) => apply.put(req).await.map(WriteOutcome::Put),
+                WriteOp::DeleteRange(req) => {
+                    apply.delete_range(req).await.map(WriteOutcome::DeleteRange)
+                }
+                WriteOp::Txn(req) => apply.txn(req).await.map(WriteOutcome::Txn),
+                WriteOp::Compact(revision) => {
+                    compact(*revision, head, &mut compacted).map(|()| WriteOutcome::Compact(head))
+                }
+            };
+            if let Err(Error::Database(err)) = outcome {
+                return Err(Error::Database(err));
+            }
+            // A request that failed its checks wrote nothing and takes no revision.
+            if outcome.is_ok() {
+                head = apply.final_revision();
+            }
+            outcomes.push(outcome);
+        }
+        txn.save_meta(head, compacted).await?;
+        txn.commit().await?;
+        Ok((outcomes, head, compacted))
+    }
+}
+
+/// etcd's rules for a compaction request.
+fn compact(revision: i64, head: i64, compacted: &mut i64) -> Result<()> {
+    if revision <= *compacted {
+        return Err(Error::Compacted);
+    }
+    if revision > head {
+        return Err(Error::FutureRevision);
+    }
+    *compacted = revision;
+    Ok(())
+}
