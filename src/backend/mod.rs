@@ -98,10 +98,10 @@ pub trait Backend: Send + Sync + 'static {
     async fn reader(&self) -> Result<Box<dyn KvRead>>;
     /// Opens the one write transaction; the caller (the sequencer) never holds two.
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>>;
-    /// Removes the history that compaction at `compacted` made unreadable, for revisions in
-    /// `(after, up_to]`, and records `up_to` as the compaction progress, in one short
+    /// Removes the history superseded by the changes in `(after, up_to]` (all at or below the
+    /// compacted revision), and records `up_to` as the compaction progress, in one short
     /// transaction. Returns the number of rows removed.
-    async fn compact_window(&self, compacted: i64, after: i64, up_to: i64) -> Result<u64>;
+    async fn compact_window(&self, after: i64, up_to: i64) -> Result<u64>;
     /// The revision up to which superseded history has been removed.
     async fn compact_progress(&self) -> Result<i64>;
     async fn db_size(&self) -> Result<DbSize>;

@@ -97,13 +97,19 @@ impl RangeSql {
                  + (SELECT COUNT(*) {deleted_since})"
             )
             .into(),
+            // A key put earlier in the same txn (possible through a from-key delete, which etcd's
+            // duplicate-key check does not cover) ends the revision deleted: its put row turns
+            // into the tombstone.
             delete_log: format!(
                 "INSERT INTO log (revision, key, deleted, create_revision, version, lease, value) \
-                 SELECT ?3, key, 1, 0, 0, 0, x'' FROM current WHERE {plain_keys}"
+                 SELECT ?3, key, 1, 0, 0, 0, x'' FROM current WHERE {plain_keys} \
+                 ON CONFLICT (key, revision) DO UPDATE SET deleted = 1, create_revision = 0, \
+                 version = 0, lease = 0, value = x''"
             )
             .into(),
-            // Every live row predates the deleting revision; saying so binds ?3 like the other statements.
-            delete_current: format!("DELETE FROM current WHERE {plain_keys} AND mod_revision < ?3")
+            // Every live row is at or below the deleting revision; saying so binds ?3 like the
+            // other statements.
+            delete_current: format!("DELETE FROM current WHERE {plain_keys} AND mod_revision <= ?3")
                 .into(),
         }
     }
@@ -223,10 +229,10 @@ impl SqliteBackend {
         if path.is_empty() {
             return Err(Error::InvalidEndpoint("sqlite:// needs a file path".into()));
         }
-        if let Some(parent) = Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
+        if let Some(parent) = Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(parent).await?;
         }
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
@@ -317,30 +323,36 @@ impl Backend for SqliteBackend {
         }))
     }
 
-    async fn compact_window(&self, compacted: i64, after: i64, up_to: i64) -> Result<u64> {
+    async fn compact_window(&self, after: i64, up_to: i64) -> Result<u64> {
         let mut writer = self.lock_writer().await?;
         let conn = &mut writer.conn;
         let mut txn = conn.begin().await?;
-        // A row at or below the compacted revision is unreadable once a newer row of its key
-        // is also at or below it; a tombstone there says nothing a missing row does not.
-        let removed = sqlx::query(
-            "DELETE FROM log WHERE rowid IN (SELECT l.rowid FROM log l \
-               WHERE l.revision > ?1 AND l.revision <= ?2 AND (l.deleted = 1 OR EXISTS \
-                 (SELECT 1 FROM log n WHERE n.key = l.key AND n.revision > l.revision \
-                    AND n.revision <= ?3)))",
+        // Each row of the window is at or below the compacted revision, so it supersedes every
+        // older row of its key, wherever that row lies; a tombstone there then says nothing a
+        // missing row does not. Walking superseding rows visits each change once.
+        let superseded = sqlx::query(
+            "DELETE FROM log WHERE rowid IN (SELECT o.rowid FROM log n \
+               JOIN log o ON o.key = n.key AND o.revision < n.revision \
+               WHERE n.revision > ?1 AND n.revision <= ?2)",
         )
         .bind(after)
         .bind(up_to)
-        .bind(compacted)
         .execute(&mut *txn)
         .await?
         .rows_affected();
+        let tombstones =
+            sqlx::query("DELETE FROM log WHERE revision > ?1 AND revision <= ?2 AND deleted = 1")
+                .bind(after)
+                .bind(up_to)
+                .execute(&mut *txn)
+                .await?
+                .rows_affected();
         sqlx::query("UPDATE meta SET value = ?1 WHERE name = 'compact_progress'")
             .bind(up_to)
             .execute(&mut *txn)
             .await?;
         txn.commit().await?;
-        Ok(removed)
+        Ok(superseded + tombstones)
     }
 
     async fn compact_progress(&self) -> Result<i64> {
@@ -408,11 +420,15 @@ impl KvRead for SqliteWriteTxn {
 
 #[async_trait]
 impl WriteTxn for SqliteWriteTxn {
+    /// A key deleted earlier in the same txn (a from-key delete escapes etcd's duplicate-key
+    /// check) ends the revision alive: its tombstone row turns into the put.
     async fn put(&mut self, kv: &KeyValue) -> Result<()> {
         let conn = &mut self.writer.conn;
         sqlx::query(
             "INSERT INTO log (revision, key, deleted, create_revision, version, lease, value) \
-             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6)",
+             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6) ON CONFLICT (key, revision) DO UPDATE SET \
+             deleted = 0, create_revision = excluded.create_revision, \
+             version = excluded.version, lease = excluded.lease, value = excluded.value",
         )
         .bind(kv.mod_revision)
         .bind(kv.key.as_ref())

@@ -29,7 +29,7 @@ impl Compactor {
             let compacted = *self.target.borrow_and_update();
             while done < compacted {
                 let up_to = (done + WINDOW).min(compacted);
-                match self.backend.compact_window(compacted, done, up_to).await {
+                match self.backend.compact_window(done, up_to).await {
                     Ok(removed) => {
                         tracing::debug!(up_to, removed, "compacted history");
                         done = up_to;

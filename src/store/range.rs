@@ -14,15 +14,25 @@ pub(crate) async fn read_range(
     revision: i64,
 ) -> Result<RangeResponse> {
     let end = KeyEnd::from_range_end(&req.range_end);
-    let order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
+    let requested_order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
     let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
+    // etcd sorts ascending when a non-key target comes without an order.
+    let order = match (requested_order, target) {
+        (SortOrder::None, SortTarget::Key) => SortOrder::None,
+        (SortOrder::None, _) => SortOrder::Ascend,
+        (order, _) => order,
+    };
     let filtered = req.min_mod_revision != 0
         || req.max_mod_revision != 0
         || req.min_create_revision != 0
         || req.max_create_revision != 0;
-    // Backends return keys in ascending order; any other order needs the whole range first.
-    let natural_order = target == SortTarget::Key && order != SortOrder::Descend;
-    let fetch_limit = if filtered || !natural_order || req.limit <= 0 {
+    // Backends return keys in ascending order; other orders are sorted here.
+    let sorts =
+        order != SortOrder::None && !(order == SortOrder::Ascend && target == SortTarget::Key);
+    // Like etcd, fetch the whole range only for an explicit order or a filter; a target
+    // without an order sorts just the first page (etcd's behaviour, kept for compatibility).
+    let fetch_limit = if filtered || (requested_order != SortOrder::None && sorts) || req.limit <= 0
+    {
         0
     } else {
         // One extra row tells whether there is `more`.
@@ -45,8 +55,8 @@ pub(crate) async fn read_range(
     if filtered {
         kvs.retain(|kv| passes_filters(req, kv));
     }
-    if !natural_order || order == SortOrder::Descend {
-        sort(&mut kvs, target, order);
+    if sorts {
+        sort(&mut kvs, target, order == SortOrder::Descend);
     }
     let mut more = false;
     if req.limit > 0 && kvs.len() as i64 > req.limit {
@@ -73,9 +83,8 @@ fn passes_filters(req: &RangeRequest, kv: &KeyValue) -> bool {
         || req.min_create_revision != 0 && kv.create_revision < req.min_create_revision)
 }
 
-fn sort(kvs: &mut [KeyValue], target: SortTarget, order: SortOrder) {
-    // etcd sorts ascending when a non-key target is given without an order.
-    let descending = order == SortOrder::Descend;
+/// A stable sort, as etcd's sort is for the small result sets whose ties it could reorder.
+fn sort(kvs: &mut [KeyValue], target: SortTarget, descending: bool) {
     kvs.sort_by(|a, b| {
         let ordering = match target {
             SortTarget::Key => a.key.cmp(&b.key),
