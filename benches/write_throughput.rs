@@ -93,7 +93,11 @@ impl Drop for Etcd {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 async fn start_etcd(binary: &str) -> Option<(Etcd, String)> {
@@ -103,8 +107,18 @@ async fn start_etcd(binary: &str) -> Option<(Etcd, String)> {
     let child = Command::new(binary)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
         .args(["--initial-cluster", &format!("default={peer}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -124,7 +138,10 @@ async fn start_etcd(binary: &str) -> Option<(Etcd, String)> {
 
 #[tokio::main]
 async fn main() {
-    let ops: usize = std::env::var("BENCH_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let ops: usize = std::env::var("BENCH_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::open(ServerOptions {
         endpoint: format!("sqlite://{}", dir.path().join("state.db").display()),
@@ -133,7 +150,9 @@ async fn main() {
     .await
     .expect("open etcdshim");
     let store = server.store().clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let shim = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(server.serve(Listener::Tcp(listener), std::future::pending()));
 
@@ -142,8 +161,13 @@ async fn main() {
     if etcd.is_none() {
         println!("(no etcd at '{etcd_binary}': etcdshim numbers only)");
     }
-    println!("{CLIENTS} clients over {CONNECTIONS} connections, {ops} ops per workload, {VALUE_BYTES}-byte values");
-    println!("{:<8} {:>14} {:>14} {:>8} {:>22} {:>22}", "workload", "etcdshim op/s", "etcd op/s", "ratio", "etcdshim p50/p99 ms", "etcd p50/p99 ms");
+    println!(
+        "{CLIENTS} clients over {CONNECTIONS} connections, {ops} ops per workload, {VALUE_BYTES}-byte values"
+    );
+    println!(
+        "{:<8} {:>14} {:>14} {:>8} {:>22} {:>22}",
+        "workload", "etcdshim op/s", "etcd op/s", "ratio", "etcdshim p50/p99 ms", "etcd p50/p99 ms"
+    );
     for (name, workload) in [("put", Workload::Put), ("txn-put", Workload::TxnPut)] {
         let before = store.writer_stats();
         let ours = run(&shim, workload, ops, name).await;

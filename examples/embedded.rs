@@ -42,7 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?
         .into_inner();
-    let value = got.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+    let value = got
+        .kvs
+        .first()
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
     println!(
         "served at {url}; put at revision {}; read back {:?}",
         put.header.map_or(0, |h| h.revision),

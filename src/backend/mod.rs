@@ -75,14 +75,38 @@ pub trait KvRead: Send {
     async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64>;
 }
 
+/// One row of the log: a new version of a key, or its deletion.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Put(KeyValue),
+    Delete { key: Bytes, revision: i64 },
+}
+
+impl Change {
+    pub fn key(&self) -> &Bytes {
+        match self {
+            Change::Put(kv) => &kv.key,
+            Change::Delete { key, .. } => key,
+        }
+    }
+
+    pub fn revision(&self) -> i64 {
+        match self {
+            Change::Put(kv) => kv.mod_revision,
+            Change::Delete { revision, .. } => *revision,
+        }
+    }
+}
+
 /// The sequencer's transaction: reads see its own earlier writes; nothing is visible to others
 /// before `commit`.
 #[async_trait]
 pub trait WriteTxn: KvRead {
-    /// Records a new version of `kv.key` (log and current state).
-    async fn put(&mut self, kv: &KeyValue) -> Result<()>;
-    /// Records the deletion of every live key in `[key, end)` at `revision`.
-    async fn delete(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<()>;
+    /// The live versions of `keys` at the head; missing keys are absent from the answer.
+    async fn current(&mut self, keys: &[Bytes]) -> Result<Vec<KeyValue>>;
+    /// Appends `log` (at most one row per key and revision) and sets the live state of keys:
+    /// `live` become these versions, `gone` are deleted.
+    async fn write(&mut self, log: &[Change], live: &[KeyValue], gone: &[Bytes]) -> Result<()>;
     async fn lease_exists(&mut self, lease: i64) -> Result<bool>;
     /// Persists the revision counter and the compacted revision.
     async fn save_meta(&mut self, revision: i64, compacted: i64) -> Result<()>;

@@ -23,7 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::{Backend, DbSize, KeyEnd, KvRead, Meta, WriteTxn};
+use super::{Backend, Change, DbSize, KeyEnd, KvRead, Meta, WriteTxn};
 use crate::error::{Error, Result};
 use crate::proto::KeyValue;
 
@@ -36,8 +36,6 @@ struct RangeSql {
     page_current: Arc<str>,
     page_deleted: Arc<str>,
     count: Arc<str>,
-    delete_log: Arc<str>,
-    delete_current: Arc<str>,
 }
 
 /// Parameters: ?1 key, ?2 range end, ?3 revision, ?4 limit (-1: none).
@@ -58,7 +56,6 @@ impl RangeSql {
     fn new(end: &KeyEnd) -> RangeSql {
         let current_keys = key_condition("c.key", end);
         let deleted_keys = key_condition("d.key", end);
-        let plain_keys = key_condition("key", end);
         let latest_c = latest_at("c.key");
         let latest_g = latest_at("g.key");
         // Keys deleted after ?3 and not alive now: the only keys alive at ?3 that `current`
@@ -97,28 +94,60 @@ impl RangeSql {
                  + (SELECT COUNT(*) {deleted_since})"
             )
             .into(),
-            // A key put earlier in the same txn (possible through a from-key delete, which etcd's
-            // duplicate-key check does not cover) ends the revision deleted: its put row turns
-            // into the tombstone.
-            delete_log: format!(
-                "INSERT INTO log (revision, key, deleted, create_revision, version, lease, value) \
-                 SELECT ?3, key, 1, 0, 0, 0, x'' FROM current WHERE {plain_keys} \
-                 ON CONFLICT (key, revision) DO UPDATE SET deleted = 1, create_revision = 0, \
-                 version = 0, lease = 0, value = x''"
-            )
-            .into(),
-            // Every live row is at or below the deleting revision; saying so binds ?3 like the
-            // other statements.
-            delete_current: format!("DELETE FROM current WHERE {plain_keys} AND mod_revision <= ?3")
-                .into(),
         }
     }
+}
+
+/// Multi-row statements come in power-of-two sizes up to this, so a handful of prepared
+/// statements cover any batch and one round trip carries many rows.
+const MAX_ROWS_PER_STATEMENT: usize = 64;
+
+/// One statement per power-of-two row count (1, 2, 4, .. MAX_ROWS_PER_STATEMENT).
+struct MultiRow {
+    by_size: Vec<Arc<str>>,
+}
+
+impl MultiRow {
+    fn new(build: impl Fn(usize) -> String) -> MultiRow {
+        let mut by_size = Vec::new();
+        let mut size = 1;
+        while size <= MAX_ROWS_PER_STATEMENT {
+            by_size.push(build(size).into());
+            size *= 2;
+        }
+        MultiRow { by_size }
+    }
+
+    /// Splits `rows` into chunks with a prepared statement each.
+    fn chunks<'r, T>(&self, rows: &'r [T]) -> Vec<(Arc<str>, &'r [T])> {
+        let mut chunks = Vec::new();
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let size = (1..=MAX_ROWS_PER_STATEMENT)
+                .rev()
+                .find(|s| s.is_power_of_two() && *s <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(size);
+            chunks.push((self.by_size[size.trailing_zeros() as usize].clone(), chunk));
+            rest = tail;
+        }
+        chunks
+    }
+}
+
+fn placeholders(rows: usize, per_row: usize) -> String {
+    let row = format!("({})", vec!["?"; per_row].join(", "));
+    vec![row; rows].join(", ")
 }
 
 struct Statements {
     single: RangeSql,
     before: RangeSql,
     unbounded: RangeSql,
+    current_of_keys: MultiRow,
+    insert_log: MultiRow,
+    upsert_current: MultiRow,
+    delete_current: MultiRow,
 }
 
 impl Statements {
@@ -127,6 +156,40 @@ impl Statements {
             single: RangeSql::new(&KeyEnd::Single),
             before: RangeSql::new(&KeyEnd::Before(Bytes::new())),
             unbounded: RangeSql::new(&KeyEnd::Unbounded),
+            current_of_keys: MultiRow::new(|n| {
+                format!(
+                    "SELECT key, create_revision, mod_revision, version, lease, value \
+                     FROM current WHERE key IN ({})",
+                    vec!["?"; n].join(", ")
+                )
+            }),
+            // Two changes of one key at one revision (a from-key delete escapes etcd's
+            // duplicate-key check) arrive merged, but an earlier flush of the same batch may
+            // have written the first of them: the later one replaces it.
+            insert_log: MultiRow::new(|n| {
+                format!(
+                    "INSERT INTO log (revision, key, deleted, create_revision, version, lease, value) \
+                     VALUES {} ON CONFLICT (key, revision) DO UPDATE SET deleted = excluded.deleted, \
+                     create_revision = excluded.create_revision, version = excluded.version, \
+                     lease = excluded.lease, value = excluded.value",
+                    placeholders(n, 7)
+                )
+            }),
+            upsert_current: MultiRow::new(|n| {
+                format!(
+                    "INSERT INTO current (key, create_revision, mod_revision, version, lease, value) \
+                     VALUES {} ON CONFLICT (key) DO UPDATE SET \
+                     create_revision = excluded.create_revision, mod_revision = excluded.mod_revision, \
+                     version = excluded.version, lease = excluded.lease, value = excluded.value",
+                    placeholders(n, 6)
+                )
+            }),
+            delete_current: MultiRow::new(|n| {
+                format!(
+                    "DELETE FROM current WHERE key IN ({})",
+                    vec!["?"; n].join(", ")
+                )
+            }),
         }
     }
 
@@ -420,50 +483,65 @@ impl KvRead for SqliteWriteTxn {
 
 #[async_trait]
 impl WriteTxn for SqliteWriteTxn {
-    /// A key deleted earlier in the same txn (a from-key delete escapes etcd's duplicate-key
-    /// check) ends the revision alive: its tombstone row turns into the put.
-    async fn put(&mut self, kv: &KeyValue) -> Result<()> {
-        let conn = &mut self.writer.conn;
-        sqlx::query(
-            "INSERT INTO log (revision, key, deleted, create_revision, version, lease, value) \
-             VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6) ON CONFLICT (key, revision) DO UPDATE SET \
-             deleted = 0, create_revision = excluded.create_revision, \
-             version = excluded.version, lease = excluded.lease, value = excluded.value",
-        )
-        .bind(kv.mod_revision)
-        .bind(kv.key.as_ref())
-        .bind(kv.create_revision)
-        .bind(kv.version)
-        .bind(kv.lease)
-        .bind(kv.value.as_ref())
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "INSERT INTO current (key, create_revision, mod_revision, version, lease, value) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (key) DO UPDATE SET \
-             create_revision = excluded.create_revision, mod_revision = excluded.mod_revision, \
-             version = excluded.version, lease = excluded.lease, value = excluded.value",
-        )
-        .bind(kv.key.as_ref())
-        .bind(kv.create_revision)
-        .bind(kv.mod_revision)
-        .bind(kv.version)
-        .bind(kv.lease)
-        .bind(kv.value.as_ref())
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+    async fn current(&mut self, keys: &[Bytes]) -> Result<Vec<KeyValue>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for (statement, chunk) in self.sql.current_of_keys.chunks(keys) {
+            let mut query = sqlx::query(AssertSqlSafe(statement));
+            for key in chunk {
+                query = query.bind(key.as_ref());
+            }
+            for row in query.fetch_all(&mut self.writer.conn).await? {
+                found.push(key_value(&row)?);
+            }
+        }
+        Ok(found)
     }
 
-    async fn delete(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<()> {
-        let statements = self.sql.for_end(end);
-        for statement in [&statements.delete_log, &statements.delete_current] {
-            sqlx::query(AssertSqlSafe(statement.clone()))
-                .bind(key)
-                .bind(end_bytes(end))
-                .bind(revision)
-                .execute(&mut self.writer.conn)
-                .await?;
+    async fn write(&mut self, log: &[Change], live: &[KeyValue], gone: &[Bytes]) -> Result<()> {
+        let conn = &mut self.writer.conn;
+        for (statement, chunk) in self.sql.insert_log.chunks(log) {
+            let mut query = sqlx::query(AssertSqlSafe(statement));
+            for change in chunk {
+                query = match change {
+                    Change::Put(kv) => query
+                        .bind(kv.mod_revision)
+                        .bind(kv.key.as_ref())
+                        .bind(0i64)
+                        .bind(kv.create_revision)
+                        .bind(kv.version)
+                        .bind(kv.lease)
+                        .bind(kv.value.as_ref()),
+                    Change::Delete { key, revision } => query
+                        .bind(*revision)
+                        .bind(key.as_ref())
+                        .bind(1i64)
+                        .bind(0i64)
+                        .bind(0i64)
+                        .bind(0i64)
+                        .bind(&[][..]),
+                };
+            }
+            query.execute(&mut *conn).await?;
+        }
+        for (statement, chunk) in self.sql.upsert_current.chunks(live) {
+            let mut query = sqlx::query(AssertSqlSafe(statement));
+            for kv in chunk {
+                query = query
+                    .bind(kv.key.as_ref())
+                    .bind(kv.create_revision)
+                    .bind(kv.mod_revision)
+                    .bind(kv.version)
+                    .bind(kv.lease)
+                    .bind(kv.value.as_ref());
+            }
+            query.execute(&mut *conn).await?;
+        }
+        for (statement, chunk) in self.sql.delete_current.chunks(gone) {
+            let mut query = sqlx::query(AssertSqlSafe(statement));
+            for key in chunk {
+                query = query.bind(key.as_ref());
+            }
+            query.execute(&mut *conn).await?;
         }
         Ok(())
     }

@@ -8,7 +8,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::backend::{KeyEnd, WriteTxn};
+use bytes::Bytes;
+
+use crate::backend::{KeyEnd, KvRead as _};
 use crate::error::{Error, Result};
 use crate::proto::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::request_op::Request;
@@ -17,13 +19,14 @@ use crate::proto::{
     Compare, DeleteRangeRequest, DeleteRangeResponse, KeyValue, PutRequest, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
+use crate::store::buffer::WriteBuffer;
 use crate::store::range::read_range;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One request's view of the batch: the revision before it and the one it writes at.
 pub(crate) struct Apply<'a> {
-    pub txn: &'a mut dyn WriteTxn,
+    pub buffer: &'a mut WriteBuffer,
     /// The revision before this request (including the batch's earlier requests).
     pub head: i64,
     pub compacted: i64,
@@ -51,9 +54,7 @@ impl Apply<'_> {
     }
 
     async fn get(&mut self, key: &[u8]) -> Result<Option<KeyValue>> {
-        let revision = self.read_revision();
-        let mut found = self.txn.range(key, &KeyEnd::Single, revision, 1).await?;
-        Ok(found.pop())
+        self.buffer.get(key).await
     }
 
     pub async fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
@@ -79,7 +80,7 @@ impl Apply<'_> {
                 _ => req.lease,
             },
         };
-        self.txn.put(&kv).await?;
+        self.buffer.put(kv);
         self.changed = true;
         Ok(PutResponse {
             header: Some(revision_header(revision)),
@@ -92,7 +93,7 @@ impl Apply<'_> {
         if (req.ignore_value || req.ignore_lease) && self.get(&req.key).await?.is_none() {
             return Err(Error::KeyNotFound);
         }
-        if req.lease != 0 && !self.txn.lease_exists(req.lease).await? {
+        if req.lease != 0 && !self.buffer.lease_exists(req.lease).await? {
             return Err(Error::LeaseNotFound);
         }
         Ok(())
@@ -101,10 +102,12 @@ impl Apply<'_> {
     pub async fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let end = KeyEnd::from_range_end(&req.range_end);
         let read_revision = self.read_revision();
-        let doomed = self.txn.range(&req.key, &end, read_revision, 0).await?;
+        let doomed = self.buffer.range(&req.key, &end, read_revision, 0).await?;
         if !doomed.is_empty() {
             let revision = self.write_revision();
-            self.txn.delete(&req.key, &end, revision).await?;
+            for kv in &doomed {
+                self.buffer.delete(kv.key.clone(), revision);
+            }
             self.changed = true;
         }
         Ok(DeleteRangeResponse {
@@ -120,7 +123,7 @@ impl Apply<'_> {
         } else {
             self.read_revision()
         };
-        let mut resp = read_range(&mut *self.txn, req, revision).await?;
+        let mut resp = read_range(&mut *self.buffer, req, revision).await?;
         resp.header = Some(revision_header(self.read_revision()));
         Ok(resp)
     }
@@ -181,7 +184,7 @@ impl Apply<'_> {
     async fn compare(&mut self, compare: &Compare) -> Result<bool> {
         let end = KeyEnd::from_range_end(&compare.range_end);
         let revision = self.read_revision();
-        let kvs = self.txn.range(&compare.key, &end, revision, 0).await?;
+        let kvs = self.buffer.range(&compare.key, &end, revision, 0).await?;
         let target = CompareTarget::try_from(compare.target).unwrap_or(CompareTarget::Version);
         if kvs.is_empty() {
             // A missing key has no value to compare; its revisions and version read as zero.
@@ -304,5 +307,27 @@ fn revision_header(revision: i64) -> ResponseHeader {
     ResponseHeader {
         revision,
         ..Default::default()
+    }
+}
+
+/// The single keys a request names (range ends aside), so the batch can load them in one query.
+pub(crate) fn point_keys_of_txn(req: &TxnRequest, keys: &mut Vec<Bytes>) {
+    for compare in &req.compare {
+        if compare.range_end.is_empty() {
+            keys.push(compare.key.clone());
+        }
+    }
+    for op in req.success.iter().chain(&req.failure) {
+        match &op.request {
+            Some(Request::RequestPut(put)) => keys.push(put.key.clone()),
+            Some(Request::RequestDeleteRange(del)) if del.range_end.is_empty() => {
+                keys.push(del.key.clone())
+            }
+            Some(Request::RequestRange(range)) if range.range_end.is_empty() => {
+                keys.push(range.key.clone())
+            }
+            Some(Request::RequestTxn(nested)) => point_keys_of_txn(nested, keys),
+            _ => {}
+        }
     }
 }

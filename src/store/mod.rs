@@ -6,6 +6,7 @@
 //! compactor's).
 
 mod apply;
+mod buffer;
 mod compactor;
 mod range;
 mod writer;

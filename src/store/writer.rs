@@ -17,7 +17,8 @@ use crate::proto::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
 use crate::store::Revisions;
-use crate::store::apply::Apply;
+use crate::store::apply::{Apply, point_keys_of_txn};
+use crate::store::buffer::WriteBuffer;
 
 /// The most requests one transaction takes.
 pub const MAX_BATCH: usize = 1000;
@@ -122,13 +123,23 @@ impl Writer {
         &self,
         batch: &[WriteRequest],
     ) -> Result<(Vec<Result<WriteOutcome>>, i64, i64)> {
-        let mut txn = self.backend.begin_write().await?;
         let mut head = self.revisions.head();
         let mut compacted = self.revisions.compacted();
+        let mut buffer = WriteBuffer::begin(&*self.backend, head).await?;
+        let mut keys = Vec::new();
+        for request in batch {
+            match &request.op {
+                WriteOp::Put(req) => keys.push(req.key.clone()),
+                WriteOp::DeleteRange(req) if req.range_end.is_empty() => keys.push(req.key.clone()),
+                WriteOp::Txn(req) => point_keys_of_txn(req, &mut keys),
+                WriteOp::DeleteRange(_) | WriteOp::Compact(_) => {}
+            }
+        }
+        buffer.prefetch(keys).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for request in batch {
             let mut apply = Apply {
-                txn: &mut *txn,
+                buffer: &mut buffer,
                 head,
                 compacted,
                 changed: false,
@@ -152,8 +163,7 @@ impl Writer {
             }
             outcomes.push(outcome);
         }
-        txn.save_meta(head, compacted).await?;
-        txn.commit().await?;
+        buffer.commit(head, compacted).await?;
         Ok((outcomes, head, compacted))
     }
 }
