@@ -83,12 +83,16 @@ async fn run(endpoint: &str, workload: Workload, ops: usize, tag: &str) -> Outco
     }
 }
 
-struct Etcd(Child, tempfile::TempDir);
+/// A running etcd and its data folder, both gone on drop.
+struct Etcd {
+    child: Child,
+    _data: tempfile::TempDir,
+}
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -124,7 +128,7 @@ async fn start_etcd(binary: &str) -> Option<(Etcd, String)> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    let etcd = Etcd(child, dir);
+    let etcd = Etcd { child, _data: dir };
     for _ in 0..300 {
         if let Ok(mut c) = Client::connect([&client], None).await
             && c.status().await.is_ok()
