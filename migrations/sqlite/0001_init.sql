@@ -22,6 +22,8 @@ CREATE TABLE current (
     lease           INTEGER NOT NULL,
     value           BLOB    NOT NULL
 );
+-- Covers counts at a revision (key range plus mod_revision) without reading values.
+CREATE INDEX current_by_key_mod ON current (key, mod_revision);
 CREATE INDEX current_by_lease ON current (lease) WHERE lease <> 0;
 
 -- Bookkeeping: the revision counter (etcd starts at 1), the compacted revision (-1: never),

@@ -47,21 +47,30 @@ fn key_condition(column: &str, end: &KeyEnd) -> String {
     }
 }
 
-/// The latest log row of key `{key}` at or below revision ?3.
-fn latest_at(key: &str) -> String {
-    format!("(SELECT MAX(m.revision) FROM log m WHERE m.key = {key} AND m.revision <= ?3)")
+/// The latest log row of key `{key}` at or below revision ?3, looked up only when `guard` holds
+/// (SQLite would otherwise evaluate the lookup for every row scanned).
+fn latest_at(key: &str, guard: &str) -> String {
+    format!(
+        "(SELECT MAX(m.revision) FROM log m WHERE {guard} AND m.key = {key} AND m.revision <= ?3)"
+    )
 }
 
 impl RangeSql {
     fn new(end: &KeyEnd) -> RangeSql {
         let current_keys = key_condition("c.key", end);
         let deleted_keys = key_condition("d.key", end);
-        let latest_c = latest_at("c.key");
-        let latest_g = latest_at("g.key");
+        let latest_c = latest_at("c.key", "c.mod_revision > ?3");
+        let latest_g = latest_at("g.key", "1");
+        // Tombstones after ?3: for a range, found through the revision index (the changes since
+        // ?3, typically few); for one key, through the key's own history.
+        let deleted_rows = match end {
+            KeyEnd::Single => "log d",
+            KeyEnd::Before(_) | KeyEnd::Unbounded => "log d INDEXED BY log_by_revision",
+        };
         // Keys deleted after ?3 and not alive now: the only keys alive at ?3 that `current`
         // does not list.
         let deleted_since = format!(
-            "FROM (SELECT DISTINCT d.key AS key FROM log d \
+            "FROM (SELECT DISTINCT d.key AS key FROM {deleted_rows} \
                    WHERE d.revision > ?3 AND d.deleted = 1 AND {deleted_keys}) g \
              JOIN log l ON l.key = g.key AND l.revision = {latest_g} \
              WHERE l.deleted = 0 AND NOT EXISTS (SELECT 1 FROM current c WHERE c.key = g.key)"
@@ -89,8 +98,8 @@ impl RangeSql {
             .into(),
             count: format!(
                 "SELECT (SELECT COUNT(*) FROM current c WHERE {current_keys} AND \
-                   (c.mod_revision <= ?3 OR EXISTS (SELECT 1 FROM log l WHERE l.key = c.key \
-                      AND l.deleted = 0 AND l.revision = {latest_c}))) \
+                   (CASE WHEN c.mod_revision <= ?3 THEN 1 ELSE EXISTS (SELECT 1 FROM log l \
+                      WHERE l.key = c.key AND l.deleted = 0 AND l.revision = {latest_c}) END)) \
                  + (SELECT COUNT(*) {deleted_since})"
             )
             .into(),
