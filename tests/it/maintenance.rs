@@ -49,3 +49,61 @@ async fn frequent_client_keepalive_pings_are_accepted() {
         .await
         .expect("the connection survived the pings");
 }
+
+#[tokio::test]
+async fn serves_on_a_unix_socket() {
+    use etcdshim::proto::kv_client::KvClient;
+    use etcdshim::proto::{PutRequest, RangeRequest};
+    use etcdshim::{Listener, Server, ServerOptions};
+    use hyper_util::rt::TokioIo;
+    use tonic::transport::Endpoint;
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let socket = dir.path().join("etcdshim.sock");
+    let server = Server::open(ServerOptions {
+        endpoint: format!("sqlite://{}", dir.path().join("state.db").display()),
+        ..ServerOptions::default()
+    })
+    .await
+    .expect("open");
+    let listener = Listener::bind(&format!("unix://{}", socket.display()))
+        .await
+        .expect("bind unix socket");
+    assert_eq!(
+        listener.client_url().expect("url"),
+        format!("unix://{}", socket.display())
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let path = socket.clone();
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .expect("connect over the socket");
+    let mut kv = KvClient::new(channel);
+    kv.put(PutRequest {
+        key: "k".into(),
+        value: "v".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("put");
+    let resp = kv
+        .range(RangeRequest {
+            key: "k".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    assert_eq!(resp.kvs[0].value.as_ref(), b"v");
+    let _ = stop.send(());
+    serving.await.expect("join").expect("clean stop");
+}
