@@ -141,6 +141,11 @@ impl Store {
         }
     }
 
+    /// The sequencer knows only the revision; add this server's identity.
+    fn complete_header(&self, partial: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        Some(self.header(partial.map_or_else(|| self.head(), |h| h.revision)))
+    }
+
     pub async fn db_size(&self) -> Result<DbSize> {
         self.shared.backend.db_size().await
     }
@@ -175,7 +180,7 @@ impl Store {
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
         match self.write(WriteOp::Put(req)).await? {
             WriteOutcome::Put(mut resp) => {
-                resp.header = Some(self.header(resp.header.map_or(0, |h| h.revision)));
+                resp.header = self.complete_header(resp.header);
                 Ok(resp)
             }
             _ => Err(Error::Unavailable),
@@ -185,7 +190,7 @@ impl Store {
     pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         match self.write(WriteOp::DeleteRange(req)).await? {
             WriteOutcome::DeleteRange(mut resp) => {
-                resp.header = Some(self.header(resp.header.map_or(0, |h| h.revision)));
+                resp.header = self.complete_header(resp.header);
                 Ok(resp)
             }
             _ => Err(Error::Unavailable),
@@ -195,7 +200,7 @@ impl Store {
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         match self.write(WriteOp::Txn(req)).await? {
             WriteOutcome::Txn(mut resp) => {
-                resp.header = Some(self.header(resp.header.map_or(0, |h| h.revision)));
+                resp.header = self.complete_header(resp.header);
                 Ok(resp)
             }
             _ => Err(Error::Unavailable),
