@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+use std::time::Duration;
+
 use crate::server::{DEFAULT_ETCD_VERSION, ServerOptions};
 
 /// An etcd v3 server that keeps its data in SQL.
@@ -34,6 +36,33 @@ pub struct ServeArgs {
     /// watch-progress features only for 3.5.13 and later.
     #[arg(long, default_value = DEFAULT_ETCD_VERSION, global = true)]
     pub emulated_etcd_version: String,
+
+    /// How often watches created with progress_notify get a progress notification when they
+    /// have no events to send (e.g. 5s, 500ms, 1m).
+    #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
+    pub watch_progress_notify_interval: Duration,
+}
+
+/// Parses `500ms`, `5s`, `2m` or `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: ms, s, m or h"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        "h" => Duration::from_secs(number * 3600),
+        _ => return Err(format!("{text:?} has unit {unit:?}; use ms, s, m or h")),
+    };
+    if duration.is_zero() {
+        return Err("the interval must be longer than zero".to_string());
+    }
+    Ok(duration)
 }
 
 impl ServeArgs {
@@ -41,6 +70,7 @@ impl ServeArgs {
         ServerOptions {
             endpoint: self.endpoint.clone(),
             emulated_etcd_version: self.emulated_etcd_version.clone(),
+            watch_progress_notify_interval: self.watch_progress_notify_interval,
         }
     }
 }

@@ -16,6 +16,10 @@ pub enum Error {
     FutureRevision,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     #[error("etcdserver: key is not provided")]
     EmptyKey,
     #[error("etcdserver: key not found")]
@@ -59,6 +63,8 @@ impl Error {
         match self {
             Error::Compacted | Error::FutureRevision => Code::OutOfRange,
             Error::LeaseNotFound => Code::NotFound,
+            Error::LeaseExists => Code::FailedPrecondition,
+            Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::EmptyKey
             | Error::KeyNotFound
             | Error::ValueProvided

@@ -1,7 +1,8 @@
 -- The MVCC history: one row per key change. A txn touching three keys writes three rows
--- with the same revision. Deleted keys get a tombstone row (deleted = 1).
+-- with the same revision, ordered by sub. Deleted keys get a tombstone row (deleted = 1).
 CREATE TABLE log (
     revision        INTEGER NOT NULL,
+    sub             INTEGER NOT NULL,
     key             BLOB    NOT NULL,
     deleted         INTEGER NOT NULL,
     create_revision INTEGER NOT NULL,
@@ -11,7 +12,7 @@ CREATE TABLE log (
     PRIMARY KEY (key, revision)
 );
 -- Changes after a revision: past-revision reads, watch replay and compaction walk this.
-CREATE INDEX log_by_revision ON log (revision);
+CREATE INDEX log_by_revision ON log (revision, sub);
 
 -- The live keys at the newest revision: reads and counts at the head touch only this table.
 CREATE TABLE current (
@@ -34,8 +35,11 @@ CREATE TABLE meta (
 );
 INSERT INTO meta (name, value) VALUES ('revision', 1), ('compacted', -1), ('compact_progress', 0);
 
+-- Leases, with their expiry in milliseconds since the Unix epoch (time keeps counting while
+-- the server is down).
 CREATE TABLE leases (
     id         INTEGER NOT NULL PRIMARY KEY,
     ttl        INTEGER NOT NULL,
     expires_ms INTEGER NOT NULL
 );
+CREATE INDEX leases_by_expiry ON leases (expires_ms);

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::proto::KeyValue;
+use crate::proto::mvccpb::Event;
 
 /// The upper end of a key range, decoded from etcd's `range_end` conventions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +40,15 @@ impl KeyEnd {
     /// Whether `[key, end)` can hold no key at all (an end at or below the start).
     pub fn is_empty_for(&self, key: &[u8]) -> bool {
         matches!(self, KeyEnd::Before(end) if end.as_ref() <= key)
+    }
+
+    /// Whether `candidate` lies in `[key, end)`.
+    pub fn contains(&self, key: &[u8], candidate: &[u8]) -> bool {
+        match self {
+            KeyEnd::Single => candidate == key,
+            KeyEnd::Before(end) => key <= candidate && candidate < end.as_ref(),
+            KeyEnd::Unbounded => key <= candidate,
+        }
     }
 }
 
@@ -75,27 +85,22 @@ pub trait KvRead: Send {
     async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64>;
 }
 
-/// One row of the log: a new version of a key, or its deletion.
+/// One row of the log: a key's new version, or its deletion, whose `kv` holds only the key and
+/// the deleting revision (as etcd's DELETE events do). `sub` orders the rows of one revision.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Change {
-    Put(KeyValue),
-    Delete { key: Bytes, revision: i64 },
+pub struct LogRow {
+    pub kv: KeyValue,
+    pub deleted: bool,
+    pub sub: i64,
 }
 
-impl Change {
-    pub fn key(&self) -> &Bytes {
-        match self {
-            Change::Put(kv) => &kv.key,
-            Change::Delete { key, .. } => key,
-        }
-    }
-
-    pub fn revision(&self) -> i64 {
-        match self {
-            Change::Put(kv) => kv.mod_revision,
-            Change::Delete { revision, .. } => *revision,
-        }
-    }
+/// A lease as stored: its granted TTL and when it expires (milliseconds since the Unix epoch,
+/// so that time keeps counting across restarts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub id: i64,
+    pub ttl: i64,
+    pub expires_ms: i64,
 }
 
 /// The sequencer's transaction: reads see its own earlier writes; nothing is visible to others
@@ -106,8 +111,13 @@ pub trait WriteTxn: KvRead {
     async fn current(&mut self, keys: &[Bytes]) -> Result<Vec<KeyValue>>;
     /// Appends `log` (at most one row per key and revision) and sets the live state of keys:
     /// `live` become these versions, `gone` are deleted.
-    async fn write(&mut self, log: &[Change], live: &[KeyValue], gone: &[Bytes]) -> Result<()>;
-    async fn lease_exists(&mut self, lease: i64) -> Result<bool>;
+    async fn write(&mut self, log: &[LogRow], live: &[KeyValue], gone: &[Bytes]) -> Result<()>;
+    /// The live keys attached to `lease`.
+    async fn keys_with_lease(&mut self, lease: i64) -> Result<Vec<KeyValue>>;
+    async fn lease(&mut self, lease: i64) -> Result<Option<LeaseRecord>>;
+    /// Creates or refreshes a lease.
+    async fn save_lease(&mut self, lease: LeaseRecord) -> Result<()>;
+    async fn delete_lease(&mut self, lease: i64) -> Result<()>;
     /// Persists the revision counter and the compacted revision.
     async fn save_meta(&mut self, revision: i64, compacted: i64) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
@@ -129,6 +139,24 @@ pub trait Backend: Send + Sync + 'static {
     /// The revision up to which superseded history has been removed.
     async fn compact_progress(&self) -> Result<i64>;
     async fn db_size(&self) -> Result<DbSize>;
+    /// Returns unused space to the file system (SQLite's VACUUM, Postgres' VACUUM).
+    async fn defragment(&self) -> Result<()>;
+    /// The log rows of `[key, end)` with revisions in `[from, to]`, in revision order, at most
+    /// `limit` of them, each with the key's previous live version when `with_prev` is set.
+    async fn history(
+        &self,
+        key: &[u8],
+        end: &KeyEnd,
+        from: i64,
+        to: i64,
+        limit: i64,
+        with_prev: bool,
+    ) -> Result<Vec<Event>>;
+    async fn lease(&self, lease: i64) -> Result<Option<LeaseRecord>>;
+    async fn leases(&self) -> Result<Vec<i64>>;
+    /// Leases whose expiry is at or before `now_ms`, soonest first, at most `limit`.
+    async fn expired_leases(&self, now_ms: i64, limit: i64) -> Result<Vec<LeaseRecord>>;
+    async fn keys_of_lease(&self, lease: i64) -> Result<Vec<Bytes>>;
 }
 
 /// Opens the backend named by a Kine-style endpoint.

@@ -23,9 +23,10 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::{Backend, Change, DbSize, KeyEnd, KvRead, Meta, WriteTxn};
+use super::{Backend, DbSize, KeyEnd, KvRead, LeaseRecord, LogRow, Meta, WriteTxn};
 use crate::error::{Error, Result};
 use crate::proto::KeyValue;
+use crate::proto::mvccpb::{Event, event::EventType};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -33,6 +34,7 @@ const READ_POOL_SIZE: u32 = 8;
 
 /// SQL whose key-range condition depends on the shape of the range; built once per shape.
 struct RangeSql {
+    history: Arc<str>,
     page_current: Arc<str>,
     page_deleted: Arc<str>,
     count: Arc<str>,
@@ -78,7 +80,23 @@ impl RangeSql {
         let pick = |column: &str, log_column: &str| {
             format!("CASE WHEN c.mod_revision <= ?3 THEN c.{column} ELSE l.{log_column} END")
         };
+        let log_keys = key_condition("l.key", end);
+        let changes = match end {
+            KeyEnd::Single => "log l",
+            KeyEnd::Before(_) | KeyEnd::Unbounded => "log l INDEXED BY log_by_revision",
+        };
         RangeSql {
+            // ?3 first and ?4 last revision, ?5 limit, ?6 whether to look up previous versions.
+            history: format!(
+                "SELECT l.revision, l.key, l.deleted, l.create_revision, l.version, l.lease, l.value, \
+                   p.create_revision, p.revision, p.version, p.lease, p.value \
+                 FROM {changes} LEFT JOIN log p ON ?6 AND p.key = l.key AND p.deleted = 0 \
+                   AND p.revision = (SELECT MAX(m.revision) FROM log m \
+                     WHERE ?6 AND m.key = l.key AND m.revision < l.revision) \
+                 WHERE l.revision >= ?3 AND l.revision <= ?4 AND {log_keys} \
+                 ORDER BY l.revision, l.sub LIMIT ?5"
+            )
+            .into(),
             page_current: format!(
                 "SELECT c.key, {}, {}, {}, {}, {} FROM current c \
                  LEFT JOIN log l ON c.mod_revision > ?3 AND l.key = c.key AND l.revision = {latest_c} \
@@ -177,11 +195,11 @@ impl Statements {
             // have written the first of them: the later one replaces it.
             insert_log: MultiRow::new(|n| {
                 format!(
-                    "INSERT INTO log (revision, key, deleted, create_revision, version, lease, value) \
-                     VALUES {} ON CONFLICT (key, revision) DO UPDATE SET deleted = excluded.deleted, \
-                     create_revision = excluded.create_revision, version = excluded.version, \
-                     lease = excluded.lease, value = excluded.value",
-                    placeholders(n, 7)
+                    "INSERT INTO log (revision, sub, key, deleted, create_revision, version, lease, value) \
+                     VALUES {} ON CONFLICT (key, revision) DO UPDATE SET sub = excluded.sub, \
+                     deleted = excluded.deleted, create_revision = excluded.create_revision, \
+                     version = excluded.version, lease = excluded.lease, value = excluded.value",
+                    placeholders(n, 8)
                 )
             }),
             upsert_current: MultiRow::new(|n| {
@@ -337,6 +355,64 @@ impl SqliteBackend {
     }
 }
 
+async fn lease_record(conn: &mut SqliteConnection, lease: i64) -> Result<Option<LeaseRecord>> {
+    let row: Option<(i64, i64, i64)> =
+        sqlx::query_as("SELECT id, ttl, expires_ms FROM leases WHERE id = ?1")
+            .bind(lease)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(id, ttl, expires_ms)| LeaseRecord {
+        id,
+        ttl,
+        expires_ms,
+    }))
+}
+
+/// A history row: the change (columns 0..=7) and, when asked for, the key's previous live
+/// version (columns 8..=12, NULL when there was none).
+fn history_event(row: &SqliteRow) -> Result<Event> {
+    let revision: i64 = row.try_get(0)?;
+    let key = Bytes::from(row.try_get::<Vec<u8>, _>(1)?);
+    let deleted: i64 = row.try_get(2)?;
+    let kv = if deleted != 0 {
+        KeyValue {
+            key: key.clone(),
+            mod_revision: revision,
+            ..Default::default()
+        }
+    } else {
+        KeyValue {
+            key: key.clone(),
+            create_revision: row.try_get(3)?,
+            mod_revision: revision,
+            version: row.try_get(4)?,
+            lease: row.try_get(5)?,
+            value: Bytes::from(row.try_get::<Vec<u8>, _>(6)?),
+        }
+    };
+    let prev_revision: Option<i64> = row.try_get(8)?;
+    let prev_kv = match prev_revision {
+        Some(prev_revision) => Some(KeyValue {
+            key,
+            create_revision: row.try_get(7)?,
+            mod_revision: prev_revision,
+            version: row.try_get::<Option<i64>, _>(9)?.unwrap_or_default(),
+            lease: row.try_get::<Option<i64>, _>(10)?.unwrap_or_default(),
+            value: Bytes::from(row.try_get::<Option<Vec<u8>>, _>(11)?.unwrap_or_default()),
+        }),
+        None => None,
+    };
+    Ok(Event {
+        r#type: if deleted != 0 {
+            EventType::Delete
+        } else {
+            EventType::Put
+        } as i32,
+        kv: Some(kv),
+        prev_kv,
+    })
+}
+
 async fn meta_value(conn: &mut SqliteConnection, name: &str) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar("SELECT value FROM meta WHERE name = ?1")
         .bind(name)
@@ -412,8 +488,10 @@ impl Backend for SqliteBackend {
         .execute(&mut *txn)
         .await?
         .rows_affected();
+        // Tombstones trail by one revision: a watch may start at the compacted revision itself
+        // and must still see the deletions made there.
         let tombstones =
-            sqlx::query("DELETE FROM log WHERE revision > ?1 AND revision <= ?2 AND deleted = 1")
+            sqlx::query("DELETE FROM log WHERE revision >= ?1 AND revision < ?2 AND deleted = 1")
                 .bind(after)
                 .bind(up_to)
                 .execute(&mut *txn)
@@ -443,6 +521,79 @@ impl Backend for SqliteBackend {
         .fetch_one(&mut *conn)
         .await?;
         Ok(DbSize { allocated, in_use })
+    }
+
+    async fn defragment(&self) -> Result<()> {
+        let mut writer = self.lock_writer().await?;
+        sqlx::query("VACUUM").execute(&mut writer.conn).await?;
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        key: &[u8],
+        end: &KeyEnd,
+        from: i64,
+        to: i64,
+        limit: i64,
+        with_prev: bool,
+    ) -> Result<Vec<Event>> {
+        if end.is_empty_for(key) {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query(AssertSqlSafe(self.sql.for_end(end).history.clone()))
+            .bind(key)
+            .bind(end_bytes(end))
+            .bind(from)
+            .bind(to)
+            .bind(if limit > 0 { limit } else { -1 })
+            .bind(with_prev)
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter().map(history_event).collect()
+    }
+
+    async fn lease(&self, lease: i64) -> Result<Option<LeaseRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        lease_record(&mut conn, lease).await
+    }
+
+    async fn leases(&self) -> Result<Vec<i64>> {
+        let mut conn = self.pool.acquire().await?;
+        Ok(sqlx::query_scalar("SELECT id FROM leases ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?)
+    }
+
+    async fn expired_leases(&self, now_ms: i64, limit: i64) -> Result<Vec<LeaseRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, ttl, expires_ms FROM leases WHERE expires_ms <= ?1 \
+             ORDER BY expires_ms LIMIT ?2",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, ttl, expires_ms)| LeaseRecord {
+                id,
+                ttl,
+                expires_ms,
+            })
+            .collect())
+    }
+
+    async fn keys_of_lease(&self, lease: i64) -> Result<Vec<Bytes>> {
+        let mut conn = self.pool.acquire().await?;
+        let keys: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT key FROM current WHERE lease = ?1 ORDER BY key")
+                .bind(lease)
+                .fetch_all(&mut *conn)
+                .await?;
+        Ok(keys.into_iter().map(Bytes::from).collect())
     }
 }
 
@@ -506,29 +657,20 @@ impl WriteTxn for SqliteWriteTxn {
         Ok(found)
     }
 
-    async fn write(&mut self, log: &[Change], live: &[KeyValue], gone: &[Bytes]) -> Result<()> {
+    async fn write(&mut self, log: &[LogRow], live: &[KeyValue], gone: &[Bytes]) -> Result<()> {
         let conn = &mut self.writer.conn;
         for (statement, chunk) in self.sql.insert_log.chunks(log) {
             let mut query = sqlx::query(AssertSqlSafe(statement));
-            for change in chunk {
-                query = match change {
-                    Change::Put(kv) => query
-                        .bind(kv.mod_revision)
-                        .bind(kv.key.as_ref())
-                        .bind(0i64)
-                        .bind(kv.create_revision)
-                        .bind(kv.version)
-                        .bind(kv.lease)
-                        .bind(kv.value.as_ref()),
-                    Change::Delete { key, revision } => query
-                        .bind(*revision)
-                        .bind(key.as_ref())
-                        .bind(1i64)
-                        .bind(0i64)
-                        .bind(0i64)
-                        .bind(0i64)
-                        .bind(&[][..]),
-                };
+            for row in chunk {
+                query = query
+                    .bind(row.kv.mod_revision)
+                    .bind(row.sub)
+                    .bind(row.kv.key.as_ref())
+                    .bind(i64::from(row.deleted))
+                    .bind(row.kv.create_revision)
+                    .bind(row.kv.version)
+                    .bind(row.kv.lease)
+                    .bind(row.kv.value.as_ref());
             }
             query.execute(&mut *conn).await?;
         }
@@ -555,12 +697,40 @@ impl WriteTxn for SqliteWriteTxn {
         Ok(())
     }
 
-    async fn lease_exists(&mut self, lease: i64) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM leases WHERE id = ?1")
+    async fn keys_with_lease(&mut self, lease: i64) -> Result<Vec<KeyValue>> {
+        let rows = sqlx::query(
+            "SELECT key, create_revision, mod_revision, version, lease, value FROM current \
+             WHERE lease = ?1 ORDER BY key",
+        )
+        .bind(lease)
+        .fetch_all(&mut self.writer.conn)
+        .await?;
+        rows.iter().map(key_value).collect()
+    }
+
+    async fn lease(&mut self, lease: i64) -> Result<Option<LeaseRecord>> {
+        lease_record(&mut self.writer.conn, lease).await
+    }
+
+    async fn save_lease(&mut self, lease: LeaseRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO leases (id, ttl, expires_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET ttl = excluded.ttl, expires_ms = excluded.expires_ms",
+        )
+        .bind(lease.id)
+        .bind(lease.ttl)
+        .bind(lease.expires_ms)
+        .execute(&mut self.writer.conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_lease(&mut self, lease: i64) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE id = ?1")
             .bind(lease)
-            .fetch_optional(&mut self.writer.conn)
+            .execute(&mut self.writer.conn)
             .await?;
-        Ok(found.is_some())
+        Ok(())
     }
 
     async fn save_meta(&mut self, revision: i64, compacted: i64) -> Result<()> {

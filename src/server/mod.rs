@@ -3,8 +3,10 @@
 
 mod cluster;
 mod kv;
+mod lease;
 mod maintenance;
 pub mod validate;
+mod watch;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -17,11 +19,15 @@ use crate::backend;
 use crate::error::{Error, Result};
 use crate::proto::cluster_server::ClusterServer;
 use crate::proto::kv_server::KvServer;
+use crate::proto::lease_server::LeaseServer;
 use crate::proto::maintenance_server::MaintenanceServer;
+use crate::proto::watch_server::WatchServer;
 use crate::store::Store;
 use cluster::ClusterService;
 use kv::KvService;
+use lease::LeaseService;
 use maintenance::MaintenanceService;
+use watch::WatchService;
 
 /// Messages up to this size are decoded, so that etcd's own "request is too large" answers
 /// requests over [`validate::MAX_REQUEST_BYTES`] (etcd allows the same overhead).
@@ -33,6 +39,9 @@ const MAX_ENCODED_BYTES: usize = 2 * 1024 * 1024 * 1024;
 /// progress-notification based features.
 pub const DEFAULT_ETCD_VERSION: &str = "3.6.5";
 
+/// How often watchers that asked for progress notifications get one, by default.
+pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(5);
+
 /// What a server needs besides its listener.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -40,6 +49,8 @@ pub struct ServerOptions {
     pub endpoint: String,
     /// The etcd version reported by Maintenance.Status.
     pub emulated_etcd_version: String,
+    /// How often watchers with `progress_notify` get a progress notification.
+    pub watch_progress_notify_interval: Duration,
 }
 
 impl Default for ServerOptions {
@@ -47,6 +58,7 @@ impl Default for ServerOptions {
         ServerOptions {
             endpoint: "sqlite://./db/state.db".to_string(),
             emulated_etcd_version: DEFAULT_ETCD_VERSION.to_string(),
+            watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
         }
     }
 }
@@ -118,6 +130,15 @@ impl Server {
             store: store.clone(),
             version: self.options.emulated_etcd_version.clone(),
         });
+        let watch = WatchServer::new(WatchService {
+            store: store.clone(),
+            progress_interval: self.options.watch_progress_notify_interval,
+        })
+        .max_decoding_message_size(MAX_DECODED_BYTES)
+        .max_encoding_message_size(MAX_ENCODED_BYTES);
+        let lease = LeaseServer::new(LeaseService {
+            store: store.clone(),
+        });
         let cluster = ClusterServer::new(ClusterService {
             store: store.clone(),
             client_url,
@@ -130,6 +151,8 @@ impl Server {
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .tcp_nodelay(true)
             .add_service(kv)
+            .add_service(watch)
+            .add_service(lease)
             .add_service(maintenance)
             .add_service(cluster);
         let served = match listener {

@@ -80,7 +80,7 @@ impl Apply<'_> {
                 _ => req.lease,
             },
         };
-        self.buffer.put(kv);
+        self.buffer.put(kv, prev.clone());
         self.changed = true;
         Ok(PutResponse {
             header: Some(revision_header(revision)),
@@ -93,7 +93,7 @@ impl Apply<'_> {
         if (req.ignore_value || req.ignore_lease) && self.get(&req.key).await?.is_none() {
             return Err(Error::KeyNotFound);
         }
-        if req.lease != 0 && !self.buffer.lease_exists(req.lease).await? {
+        if req.lease != 0 && self.buffer.lease(req.lease).await?.is_none() {
             return Err(Error::LeaseNotFound);
         }
         Ok(())
@@ -106,7 +106,7 @@ impl Apply<'_> {
         if !doomed.is_empty() {
             let revision = self.write_revision();
             for kv in &doomed {
-                self.buffer.delete(kv.key.clone(), revision);
+                self.buffer.delete(kv.clone(), revision);
             }
             self.changed = true;
         }

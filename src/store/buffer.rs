@@ -4,30 +4,37 @@
 //! second. So a batch first fetches, in one query, the live version of every single key its
 //! requests name; requests then read and write that in-memory state; and the changes reach the
 //! database as a few multi-row statements when the batch commits. Reads the state cannot answer
-//! (key ranges, past revisions) first flush the pending changes, then ask the database, which
-//! then sees every earlier write of the batch.
+//! (key ranges, past revisions, keys by lease) first flush the pending changes, then ask the
+//! database, which then sees every earlier write of the batch.
+//!
+//! The buffer also collects the batch's events, with their previous versions, for the watch hub.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::backend::{Backend, Change, KeyEnd, KvRead, WriteTxn};
+use crate::backend::{Backend, KeyEnd, KvRead, LeaseRecord, LogRow, WriteTxn};
 use crate::error::Result;
 use crate::proto::KeyValue;
+use crate::proto::mvccpb::{Event, event::EventType};
 
 pub(crate) struct WriteBuffer {
     txn: Box<dyn WriteTxn>,
     /// The newest version of every key read or written in this batch (`None`: no live key).
     state: HashMap<Bytes, Option<KeyValue>>,
     /// Log rows not yet written, in order.
-    log: Vec<Change>,
+    log: Vec<LogRow>,
     /// Where each key's last unwritten row is in `log`.
     last_row: HashMap<Bytes, usize>,
     /// Keys whose live state changed since the last flush.
     dirty: Vec<Bytes>,
     /// The newest revision written in this batch (or the head before it).
     latest: i64,
+    /// The next `sub` within revision `latest`.
+    next_sub: i64,
+    /// Every change of the batch, in order, for watchers.
+    events: Vec<Event>,
 }
 
 impl WriteBuffer {
@@ -39,6 +46,8 @@ impl WriteBuffer {
             last_row: HashMap::new(),
             dirty: Vec::new(),
             latest: head,
+            next_sub: 0,
+            events: Vec::new(),
         })
     }
 
@@ -70,36 +79,67 @@ impl WriteBuffer {
         Ok(self.state.get(&key).cloned().flatten())
     }
 
-    pub fn put(&mut self, kv: KeyValue) {
-        self.record(Change::Put(kv.clone()));
-        self.set_state(kv.key.clone(), Some(kv));
+    /// Records a new version of a key; `prev` is its live version before.
+    pub fn put(&mut self, kv: KeyValue, prev: Option<KeyValue>) {
+        self.record(
+            LogRow {
+                kv: kv.clone(),
+                deleted: false,
+                sub: 0,
+            },
+            prev,
+        );
+        self.state.insert(kv.key.clone(), Some(kv));
     }
 
-    pub fn delete(&mut self, key: Bytes, revision: i64) {
-        self.record(Change::Delete {
-            key: key.clone(),
-            revision,
+    /// Records the deletion of the live version `prev` at `revision`.
+    pub fn delete(&mut self, prev: KeyValue, revision: i64) {
+        let key = prev.key.clone();
+        self.record(
+            LogRow {
+                kv: KeyValue {
+                    key: key.clone(),
+                    mod_revision: revision,
+                    ..Default::default()
+                },
+                deleted: true,
+                sub: 0,
+            },
+            Some(prev),
+        );
+        self.state.insert(key, None);
+    }
+
+    /// Appends a log row and its event. A second change of one key at one revision replaces
+    /// the first row, as only the last is visible once the revision commits; watchers still
+    /// get both events, as etcd sends them.
+    fn record(&mut self, mut row: LogRow, prev: Option<KeyValue>) {
+        let revision = row.kv.mod_revision;
+        if revision != self.latest {
+            self.latest = revision;
+            self.next_sub = 0;
+        }
+        row.sub = self.next_sub;
+        self.next_sub += 1;
+        self.events.push(Event {
+            r#type: if row.deleted {
+                EventType::Delete
+            } else {
+                EventType::Put
+            } as i32,
+            kv: Some(row.kv.clone()),
+            prev_kv: prev,
         });
-        self.set_state(key, None);
-    }
-
-    fn set_state(&mut self, key: Bytes, state: Option<KeyValue>) {
-        self.state.insert(key.clone(), state);
-        self.dirty.push(key);
-    }
-
-    /// Appends a log row; a second change of one key at one revision replaces the first,
-    /// as only the last is visible once the revision commits.
-    fn record(&mut self, change: Change) {
-        self.latest = self.latest.max(change.revision());
-        if let Some(&at) = self.last_row.get(change.key())
-            && self.log[at].revision() == change.revision()
+        let key = row.kv.key.clone();
+        self.dirty.push(key.clone());
+        if let Some(&at) = self.last_row.get(&key)
+            && self.log[at].kv.mod_revision == revision
         {
-            self.log[at] = change;
+            self.log[at] = row;
             return;
         }
-        self.last_row.insert(change.key().clone(), self.log.len());
-        self.log.push(change);
+        self.last_row.insert(key, self.log.len());
+        self.log.push(row);
     }
 
     /// Writes every pending change to the database transaction.
@@ -123,15 +163,30 @@ impl WriteBuffer {
         Ok(())
     }
 
-    pub async fn lease_exists(&mut self, lease: i64) -> Result<bool> {
-        self.txn.lease_exists(lease).await
+    /// The live keys attached to `lease`, including this batch's changes.
+    pub async fn keys_with_lease(&mut self, lease: i64) -> Result<Vec<KeyValue>> {
+        self.flush().await?;
+        self.txn.keys_with_lease(lease).await
     }
 
-    /// Writes what is pending, the bookkeeping, and commits.
-    pub async fn commit(mut self, head: i64, compacted: i64) -> Result<()> {
+    pub async fn lease(&mut self, lease: i64) -> Result<Option<LeaseRecord>> {
+        self.txn.lease(lease).await
+    }
+
+    pub async fn save_lease(&mut self, lease: LeaseRecord) -> Result<()> {
+        self.txn.save_lease(lease).await
+    }
+
+    pub async fn delete_lease(&mut self, lease: i64) -> Result<()> {
+        self.txn.delete_lease(lease).await
+    }
+
+    /// Writes what is pending and the bookkeeping, commits, and returns the batch's events.
+    pub async fn commit(mut self, head: i64, compacted: i64) -> Result<Vec<Event>> {
         self.flush().await?;
         self.txn.save_meta(head, compacted).await?;
-        self.txn.commit().await
+        self.txn.commit().await?;
+        Ok(self.events)
     }
 }
 

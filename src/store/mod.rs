@@ -8,24 +8,29 @@
 mod apply;
 mod buffer;
 mod compactor;
+mod lease;
 mod range;
+pub mod watch_hub;
+pub mod watcher;
 mod writer;
 
-pub use writer::{MAX_BATCH, WriterStats, WriterStatsSnapshot};
+pub use lease::{MAX_LEASE_TTL, now_ms};
+pub use writer::{MAX_BATCH, WriterStatsSnapshot};
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::backend::{Backend, DbSize};
+use crate::backend::{Backend, DbSize, LeaseRecord};
 use crate::error::{Error, Result};
 use crate::proto::{
     CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use compactor::Compactor;
-use writer::{WriteOp, WriteOutcome, WriteRequest, Writer};
+use watch_hub::WatchHub;
+use writer::{WriteOp, WriteOutcome, WriteRequest, Writer, WriterStats};
 
 /// etcd's raft term is meaningless here; a single constant keeps clients that display it calm.
 pub const RAFT_TERM: u64 = 1;
@@ -60,6 +65,7 @@ pub struct Store {
 
 struct Shared {
     backend: Arc<dyn Backend>,
+    hub: Arc<WatchHub>,
     revisions: Arc<Revisions>,
     writes: mpsc::Sender<WriteRequest>,
     compact_progress: watch::Receiver<i64>,
@@ -81,9 +87,11 @@ impl Store {
         let (compaction, target) = watch::channel(meta.compacted);
         let (progress_sender, compact_progress) = watch::channel(progress);
         let writer_stats = Arc::new(WriterStats::default());
+        let hub = Arc::new(WatchHub::new(meta.revision));
         tokio::spawn(
             Writer {
                 backend: backend.clone(),
+                hub: hub.clone(),
                 revisions: revisions.clone(),
                 stats: writer_stats.clone(),
                 compaction,
@@ -98,9 +106,10 @@ impl Store {
             }
             .run(),
         );
-        Ok(Store {
+        let store = Store {
             shared: Arc::new(Shared {
                 backend,
+                hub,
                 revisions,
                 writes,
                 compact_progress,
@@ -108,7 +117,27 @@ impl Store {
                 cluster_id: meta.cluster_id,
                 member_id: meta.member_id,
             }),
-        })
+        };
+        tokio::spawn(lease::expire_leases(store.downgrade()));
+        Ok(store)
+    }
+
+    /// A handle that does not keep the store (and its background tasks) alive.
+    fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.shared))
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.shared.backend
+    }
+
+    pub(crate) fn hub(&self) -> &WatchHub {
+        &self.shared.hub
+    }
+
+    /// Wakes when the watch hub has published a newer revision.
+    pub fn subscribe_head(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.shared.hub.subscribe()
     }
 
     pub fn head(&self) -> i64 {
@@ -224,6 +253,63 @@ impl Store {
         Ok(head)
     }
 
+    /// Runs Defragment: the backend returns unused space to the file system.
+    pub async fn defragment(&self) -> Result<()> {
+        self.shared.backend.defragment().await
+    }
+
+    /// Grants a lease (`id` 0: the server picks one); returns it.
+    pub async fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseRecord> {
+        match self.write(WriteOp::LeaseGrant { id, ttl }).await? {
+            WriteOutcome::LeaseGranted(lease) => Ok(lease),
+            _ => Err(Error::Unavailable),
+        }
+    }
+
+    /// Revokes a lease and deletes its keys at one revision.
+    pub async fn lease_revoke(&self, id: i64) -> Result<()> {
+        match self.write(WriteOp::LeaseRevoke(id)).await? {
+            WriteOutcome::LeaseRevoked => Ok(()),
+            _ => Err(Error::Unavailable),
+        }
+    }
+
+    /// Restarts a lease's TTL; `None` for an unknown lease.
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<Option<i64>> {
+        match self.write(WriteOp::LeaseKeepAlive(id)).await? {
+            WriteOutcome::LeaseKeptAlive(ttl) => Ok(ttl),
+            _ => Err(Error::Unavailable),
+        }
+    }
+
+    async fn expire_lease(&self, id: i64) -> Result<bool> {
+        match self.write(WriteOp::LeaseExpire(id)).await? {
+            WriteOutcome::LeaseExpired(expired) => Ok(expired),
+            _ => Err(Error::Unavailable),
+        }
+    }
+
+    /// A lease as stored, with the keys attached to it when `with_keys` is set.
+    pub async fn lease(
+        &self,
+        id: i64,
+        with_keys: bool,
+    ) -> Result<Option<(LeaseRecord, Vec<bytes::Bytes>)>> {
+        let Some(lease) = self.shared.backend.lease(id).await? else {
+            return Ok(None);
+        };
+        let keys = if with_keys {
+            self.shared.backend.keys_of_lease(id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Some((lease, keys)))
+    }
+
+    pub async fn leases(&self) -> Result<Vec<i64>> {
+        self.shared.backend.leases().await
+    }
+
     async fn write(&self, op: WriteOp) -> Result<WriteOutcome> {
         let (reply, answer) = oneshot::channel();
         self.shared
@@ -232,5 +318,14 @@ impl Store {
             .await
             .map_err(|_| Error::ShuttingDown)?;
         answer.await.map_err(|_| Error::ShuttingDown)?
+    }
+}
+
+/// A [`Store`] that background tasks hold without keeping it alive.
+pub(crate) struct WeakStore(Weak<Shared>);
+
+impl WeakStore {
+    pub fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|shared| Store { shared })
     }
 }

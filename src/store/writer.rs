@@ -11,14 +11,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, LeaseRecord};
 use crate::error::{Error, Result};
+use crate::proto::mvccpb::Event;
 use crate::proto::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, TxnRequest, TxnResponse,
 };
 use crate::store::Revisions;
 use crate::store::apply::{Apply, point_keys_of_txn};
 use crate::store::buffer::WriteBuffer;
+use crate::store::watch_hub::WatchHub;
 
 /// The most requests one transaction takes.
 pub const MAX_BATCH: usize = 1000;
@@ -28,6 +30,10 @@ pub(crate) enum WriteOp {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(i64),
+    LeaseGrant { id: i64, ttl: i64 },
+    LeaseRevoke(i64),
+    LeaseKeepAlive(i64),
+    LeaseExpire(i64),
 }
 
 pub(crate) enum WriteOutcome {
@@ -36,6 +42,12 @@ pub(crate) enum WriteOutcome {
     Txn(TxnResponse),
     /// Compaction recorded; the revision the store was at.
     Compact(i64),
+    LeaseGranted(LeaseRecord),
+    LeaseRevoked,
+    /// The lease's TTL, or `None` for an unknown lease.
+    LeaseKeptAlive(Option<i64>),
+    /// Whether the lease was still expired and so was revoked.
+    LeaseExpired(bool),
 }
 
 pub(crate) struct WriteRequest {
@@ -78,8 +90,12 @@ impl WriterStats {
     }
 }
 
+/// Each request's outcome, the batch's events, and the new head and compacted revisions.
+type Committed = (Vec<Result<WriteOutcome>>, Vec<Event>, i64, i64);
+
 pub(crate) struct Writer {
     pub backend: Arc<dyn Backend>,
+    pub hub: Arc<WatchHub>,
     pub revisions: Arc<Revisions>,
     pub stats: Arc<WriterStats>,
     /// Tells the compactor the newest compacted revision.
@@ -93,8 +109,9 @@ impl Writer {
         while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
             self.stats.record(batch.len());
             match self.commit(&batch).await {
-                Ok((outcomes, head, compacted)) => {
+                Ok((outcomes, events, head, compacted)) => {
                     self.revisions.publish(head, compacted);
+                    self.hub.publish(events, head);
                     self.compaction.send_if_modified(|target| {
                         let newer = compacted > *target;
                         if newer {
@@ -119,10 +136,7 @@ impl Writer {
 
     /// Applies and commits one batch; on success returns each request's outcome and the new
     /// head and compacted revisions.
-    async fn commit(
-        &self,
-        batch: &[WriteRequest],
-    ) -> Result<(Vec<Result<WriteOutcome>>, i64, i64)> {
+    async fn commit(&self, batch: &[WriteRequest]) -> Result<Committed> {
         let mut head = self.revisions.head();
         let mut compacted = self.revisions.compacted();
         let mut buffer = WriteBuffer::begin(&*self.backend, head).await?;
@@ -132,7 +146,7 @@ impl Writer {
                 WriteOp::Put(req) => keys.push(req.key.clone()),
                 WriteOp::DeleteRange(req) if req.range_end.is_empty() => keys.push(req.key.clone()),
                 WriteOp::Txn(req) => point_keys_of_txn(req, &mut keys),
-                WriteOp::DeleteRange(_) | WriteOp::Compact(_) => {}
+                _ => {}
             }
         }
         buffer.prefetch(keys).await?;
@@ -153,6 +167,22 @@ impl Writer {
                 WriteOp::Compact(revision) => {
                     compact(*revision, head, &mut compacted).map(|()| WriteOutcome::Compact(head))
                 }
+                WriteOp::LeaseGrant { id, ttl } => apply
+                    .lease_grant(*id, *ttl)
+                    .await
+                    .map(WriteOutcome::LeaseGranted),
+                WriteOp::LeaseRevoke(id) => apply
+                    .lease_revoke(*id)
+                    .await
+                    .map(|()| WriteOutcome::LeaseRevoked),
+                WriteOp::LeaseKeepAlive(id) => apply
+                    .lease_keep_alive(*id)
+                    .await
+                    .map(WriteOutcome::LeaseKeptAlive),
+                WriteOp::LeaseExpire(id) => apply
+                    .lease_expire(*id)
+                    .await
+                    .map(WriteOutcome::LeaseExpired),
             };
             if let Err(Error::Database(err)) = outcome {
                 return Err(Error::Database(err));
@@ -163,8 +193,8 @@ impl Writer {
             }
             outcomes.push(outcome);
         }
-        buffer.commit(head, compacted).await?;
-        Ok((outcomes, head, compacted))
+        let events = buffer.commit(head, compacted).await?;
+        Ok((outcomes, events, head, compacted))
     }
 }
 

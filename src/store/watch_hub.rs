@@ -1,0 +1,125 @@
+//! The watch hub: committed events, in memory, for every watcher of this process.
+//!
+//! The sequencer publishes each committed batch here; the hub keeps a bounded window of recent
+//! revisions and announces the newest revision on a `watch` channel. Watchers pull: each reads
+//! the revisions it still needs from the window, or from the log when it has fallen behind the
+//! window. So the sequencer never waits for a watcher, a slow watcher never loses an event, and
+//! the window's bound is the only memory the hub holds.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::proto::mvccpb::Event;
+
+/// The events of one revision, in the order the revision made them.
+#[derive(Debug)]
+pub struct Revision {
+    pub revision: i64,
+    pub events: Vec<Event>,
+}
+
+/// Revisions older than this many events are dropped from memory (watchers then read the log).
+const WINDOW_EVENTS: usize = 100_000;
+
+pub struct WatchHub {
+    window: Mutex<Window>,
+    head: watch::Sender<i64>,
+}
+
+struct Window {
+    revisions: VecDeque<Arc<Revision>>,
+    events: usize,
+    /// Every revision from this one up to the head is in `revisions` (or made no event).
+    complete_from: i64,
+}
+
+/// What the window holds for a watcher that needs revisions from some point on.
+pub enum Catchup {
+    /// These revisions, oldest first (possibly none yet).
+    Window(Vec<Arc<Revision>>),
+    /// The window no longer reaches back that far: read the log up to and including this
+    /// revision first.
+    ReadLogUpTo(i64),
+}
+
+impl WatchHub {
+    pub fn new(head: i64) -> WatchHub {
+        WatchHub {
+            window: Mutex::new(Window {
+                revisions: VecDeque::new(),
+                events: 0,
+                complete_from: head + 1,
+            }),
+            head: watch::channel(head).0,
+        }
+    }
+
+    /// The newest revision whose events are all published.
+    pub fn head(&self) -> i64 {
+        *self.head.borrow()
+    }
+
+    /// A receiver that wakes when the head moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.head.subscribe()
+    }
+
+    /// Adds committed events (in revision order) and moves the head to `head`.
+    pub fn publish(&self, events: Vec<Event>, head: i64) {
+        {
+            // A std Mutex: held for a few pointer moves, never across an await.
+            let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+            for (revision, events) in group_by_revision(events) {
+                window.events += events.len();
+                window
+                    .revisions
+                    .push_back(Arc::new(Revision { revision, events }));
+            }
+            while window.events > WINDOW_EVENTS {
+                let Some(oldest) = window.revisions.pop_front() else {
+                    break;
+                };
+                window.events -= oldest.events.len();
+                window.complete_from = oldest.revision + 1;
+            }
+        }
+        self.head.send_if_modified(|current| {
+            let moved = head > *current;
+            if moved {
+                *current = head;
+            }
+            moved
+        });
+    }
+
+    /// The revisions from `from` on that the window holds, at most `max_revisions` of them.
+    pub fn catch_up(&self, from: i64, max_revisions: usize) -> Catchup {
+        let window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        if from < window.complete_from {
+            return Catchup::ReadLogUpTo(window.complete_from - 1);
+        }
+        let start = window.revisions.partition_point(|r| r.revision < from);
+        Catchup::Window(
+            window
+                .revisions
+                .range(start..)
+                .take(max_revisions)
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+fn group_by_revision(events: Vec<Event>) -> Vec<(i64, Vec<Event>)> {
+    let mut grouped: Vec<(i64, Vec<Event>)> = Vec::new();
+    for event in events {
+        let revision = event.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+        match grouped.last_mut() {
+            Some((last, events)) if *last == revision => events.push(event),
+            _ => grouped.push((revision, vec![event])),
+        }
+    }
+    grouped
+}
