@@ -71,6 +71,7 @@ impl ServeArgs {
             endpoint: self.endpoint.clone(),
             emulated_etcd_version: self.emulated_etcd_version.clone(),
             watch_progress_notify_interval: self.watch_progress_notify_interval,
+            ..ServerOptions::default()
         }
     }
 }

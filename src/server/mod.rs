@@ -51,6 +51,9 @@ pub struct ServerOptions {
     pub emulated_etcd_version: String,
     /// How often watchers with `progress_notify` get a progress notification.
     pub watch_progress_notify_interval: Duration,
+    /// How many recent events the watch hub keeps in memory; watchers further behind read the
+    /// log.
+    pub watch_window_events: usize,
 }
 
 impl Default for ServerOptions {
@@ -59,6 +62,7 @@ impl Default for ServerOptions {
             endpoint: "sqlite://./db/state.db".to_string(),
             emulated_etcd_version: DEFAULT_ETCD_VERSION.to_string(),
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
+            watch_window_events: crate::store::watch_hub::DEFAULT_WINDOW_EVENTS,
         }
     }
 }
@@ -103,7 +107,7 @@ impl Server {
     /// Opens the datastore named by `options.endpoint` (creating and migrating it as needed).
     pub async fn open(options: ServerOptions) -> Result<Server> {
         let backend = backend::open(&options.endpoint).await?;
-        let store = Store::open(backend).await?;
+        let store = Store::open(backend, options.watch_window_events).await?;
         Ok(Server { store, options })
     }
 

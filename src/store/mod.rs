@@ -75,8 +75,9 @@ struct Shared {
 }
 
 impl Store {
-    /// Loads the store's state from `backend` and starts the sequencer and the compactor.
-    pub async fn open(backend: Arc<dyn Backend>) -> Result<Store> {
+    /// Loads the store's state from `backend` and starts the sequencer, the compactor and the
+    /// lease expiry task. The hub keeps up to `watch_window_events` recent events in memory.
+    pub async fn open(backend: Arc<dyn Backend>, watch_window_events: usize) -> Result<Store> {
         let meta = backend.load_meta().await?;
         let progress = backend.compact_progress().await?;
         let revisions = Arc::new(Revisions {
@@ -87,7 +88,7 @@ impl Store {
         let (compaction, target) = watch::channel(meta.compacted);
         let (progress_sender, compact_progress) = watch::channel(progress);
         let writer_stats = Arc::new(WriterStats::default());
-        let hub = Arc::new(WatchHub::new(meta.revision));
+        let hub = Arc::new(WatchHub::new(meta.revision, watch_window_events));
         tokio::spawn(
             Writer {
                 backend: backend.clone(),

@@ -20,12 +20,14 @@ pub struct Revision {
     pub events: Vec<Event>,
 }
 
-/// Revisions older than this many events are dropped from memory (watchers then read the log).
-const WINDOW_EVENTS: usize = 100_000;
+/// Events kept in memory by default; older revisions are read from the log.
+pub const DEFAULT_WINDOW_EVENTS: usize = 100_000;
 
 pub struct WatchHub {
     window: Mutex<Window>,
     head: watch::Sender<i64>,
+    /// Revisions are dropped from memory once the window holds more events than this.
+    capacity: usize,
 }
 
 struct Window {
@@ -45,8 +47,9 @@ pub enum Catchup {
 }
 
 impl WatchHub {
-    pub fn new(head: i64) -> WatchHub {
+    pub fn new(head: i64, capacity: usize) -> WatchHub {
         WatchHub {
+            capacity,
             window: Mutex::new(Window {
                 revisions: VecDeque::new(),
                 events: 0,
@@ -77,7 +80,7 @@ impl WatchHub {
                     .revisions
                     .push_back(Arc::new(Revision { revision, events }));
             }
-            while window.events > WINDOW_EVENTS {
+            while window.events > self.capacity {
                 let Some(oldest) = window.revisions.pop_front() else {
                     break;
                 };

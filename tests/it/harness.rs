@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 pub struct TestServer {
     pub addr: SocketAddr,
     pub store: Store,
+    options: ServerOptions,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<etcdshim::Result<()>>>,
     db_path: PathBuf,
@@ -26,20 +27,25 @@ pub struct TestServer {
 impl TestServer {
     /// A server over a fresh database.
     pub async fn start() -> TestServer {
+        TestServer::start_with(ServerOptions::default()).await
+    }
+
+    /// A server over a fresh database with these options (the endpoint is replaced).
+    pub async fn start_with(options: ServerOptions) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
         let db_path = dir.path().join("state.db");
-        let mut server = TestServer::start_at(&db_path).await;
+        let mut server = TestServer::start_at(&db_path, options).await;
         server.dir = Some(dir);
         server
     }
 
     /// A server over the database file at `db_path` (kept when the server stops).
-    pub async fn start_at(db_path: &Path) -> TestServer {
+    pub async fn start_at(db_path: &Path, options: ServerOptions) -> TestServer {
         let options = ServerOptions {
             endpoint: format!("sqlite://{}", db_path.display()),
-            ..ServerOptions::default()
+            ..options
         };
-        let server = Server::open(options).await.expect("open server");
+        let server = Server::open(options.clone()).await.expect("open server");
         let store = server.store().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
@@ -50,6 +56,7 @@ impl TestServer {
         TestServer {
             addr,
             store,
+            options,
             stop: Some(stop),
             task: Some(task),
             db_path: db_path.to_path_buf(),
@@ -68,7 +75,7 @@ impl TestServer {
     /// Stops the server (finishing in-flight requests) and starts a new one on the same file.
     pub async fn restart(mut self) -> TestServer {
         self.stop().await;
-        let mut next = TestServer::start_at(&self.db_path).await;
+        let mut next = TestServer::start_at(&self.db_path, self.options.clone()).await;
         next.dir = self.dir.take();
         next
     }
@@ -185,5 +192,79 @@ impl Drop for RealEtcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A raw watch stream: every response as the server sent it.
+pub struct RawWatch {
+    requests: tokio::sync::mpsc::Sender<etcdshim::proto::WatchRequest>,
+    responses: tonic::Streaming<etcdshim::proto::WatchResponse>,
+}
+
+impl RawWatch {
+    pub async fn open(endpoint: &str) -> RawWatch {
+        let mut client = etcdshim::proto::watch_client::WatchClient::connect(endpoint.to_string())
+            .await
+            .expect("connect")
+            .max_decoding_message_size(64 * 1024 * 1024);
+        let (requests, outbound) = tokio::sync::mpsc::channel(64);
+        let responses = client
+            .watch(tokio_stream::wrappers::ReceiverStream::new(outbound))
+            .await
+            .expect("watch stream")
+            .into_inner();
+        RawWatch {
+            requests,
+            responses,
+        }
+    }
+
+    pub async fn send(&self, request: etcdshim::proto::watch_request::RequestUnion) {
+        self.requests
+            .send(etcdshim::proto::WatchRequest {
+                request_union: Some(request),
+            })
+            .await
+            .expect("send watch request");
+    }
+
+    pub async fn create(&self, create: etcdshim::proto::WatchCreateRequest) {
+        self.send(etcdshim::proto::watch_request::RequestUnion::CreateRequest(
+            create,
+        ))
+        .await;
+    }
+
+    pub async fn request_progress(&self) {
+        self.send(
+            etcdshim::proto::watch_request::RequestUnion::ProgressRequest(
+                etcdshim::proto::WatchProgressRequest {},
+            ),
+        )
+        .await;
+    }
+
+    pub async fn cancel(&self, watch_id: i64) {
+        self.send(etcdshim::proto::watch_request::RequestUnion::CancelRequest(
+            etcdshim::proto::WatchCancelRequest { watch_id },
+        ))
+        .await;
+    }
+
+    /// The next response, failing the test after 10 s.
+    pub async fn next(&mut self) -> etcdshim::proto::WatchResponse {
+        tokio::time::timeout(Duration::from_secs(10), self.responses.message())
+            .await
+            .expect("a watch response within 10 s")
+            .expect("watch stream healthy")
+            .expect("watch stream open")
+    }
+
+    /// The next response if one comes within `wait`.
+    pub async fn maybe_next(&mut self, wait: Duration) -> Option<etcdshim::proto::WatchResponse> {
+        tokio::time::timeout(wait, self.responses.message())
+            .await
+            .ok()
+            .and_then(|r| r.ok().flatten())
     }
 }

@@ -9,3 +9,4 @@ mod harness;
 mod kv;
 mod maintenance;
 mod txn;
+mod watch;
