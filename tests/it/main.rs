@@ -7,6 +7,7 @@ mod differential;
 mod etcdctl;
 mod harness;
 mod kv;
+mod lease;
 mod maintenance;
 mod txn;
 mod watch;
