@@ -6,6 +6,7 @@ mod concurrency;
 mod differential;
 mod etcdctl;
 mod harness;
+mod kube;
 mod kv;
 mod lease;
 mod maintenance;
