@@ -110,4 +110,64 @@ async fn etcdctl_put_get_del_txn_compaction_status_members() {
         members.contains(&format!(", started, etcdshim, , {endpoint}, false")),
         "{members}"
     );
+
+    // Watch: history from the compacted revision (3), then the live stream.
+    let mut watcher = Command::new(&binary)
+        .args([
+            format!("--endpoints={endpoint}").as_str(),
+            "watch",
+            "/app/",
+            "--prefix",
+            "--rev=3",
+            "--prev-kv",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("etcdctl watch");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(run(&["put", "/app/live", "now"]), "OK\n");
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let _ = watcher.kill();
+    let watched =
+        String::from_utf8_lossy(&watcher.wait_with_output().expect("watch output").stdout)
+            .into_owned();
+    assert!(
+        watched.starts_with("PUT\n/app/b\n2\nPUT\n/app/a\n1\n/app/a\n3\nDELETE\n/app/b\n2\n/app/b\n\nPUT\n/app/c\nyes\n"),
+        "{watched}"
+    );
+    assert!(watched.ends_with("PUT\n/app/live\nnow\n"), "{watched}");
+
+    // Lease: grant, attach, inspect, keep alive once, revoke.
+    let granted = run(&["lease", "grant", "60"]);
+    let id = granted
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_string();
+    assert!(granted.ends_with("granted with TTL(60s)\n"), "{granted}");
+    assert_eq!(
+        run(&["put", "/app/leased", "v", &format!("--lease={id}")]),
+        "OK\n"
+    );
+    let ttl = run(&["lease", "timetolive", &id, "--keys"]);
+    assert!(
+        ttl.contains("granted with TTL(60s)") && ttl.contains("attached keys([/app/leased])"),
+        "{ttl}"
+    );
+    assert!(run(&["lease", "list"]).contains(&id));
+    assert!(run(&["lease", "keep-alive", "--once", &id]).contains("keepalived with TTL(60)"));
+    assert_eq!(
+        run(&["lease", "revoke", &id]),
+        format!("lease {id} revoked\n")
+    );
+    assert_eq!(run(&["get", "/app/leased"]), "");
+
+    // Maintenance: defragment (per-endpoint, so the bare address) and alarms.
+    let defrag = etcdctl(&binary, &bare, &["defrag"], None);
+    assert!(
+        defrag.starts_with("Finished defragmenting etcd member"),
+        "{defrag}"
+    );
+    assert_eq!(run(&["alarm", "list"]), "");
 }

@@ -5,6 +5,7 @@ mod compaction;
 mod concurrency;
 mod differential;
 mod etcdctl;
+mod guarantees;
 mod harness;
 mod kube;
 mod kv;

@@ -107,3 +107,55 @@ async fn serves_on_a_unix_socket() {
     let _ = stop.send(());
     serving.await.expect("join").expect("clean stop");
 }
+
+#[tokio::test]
+async fn defragment_returns_space_and_alarms_are_empty() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    for i in 0..200 {
+        client
+            .put(format!("big/{i}"), vec![b'x'; 8192], None)
+            .await
+            .expect("put");
+    }
+    client
+        .delete(
+            "big/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await
+        .expect("delete");
+    let head = client
+        .get("x", None)
+        .await
+        .expect("get")
+        .header()
+        .expect("header")
+        .revision();
+    client
+        .compact(
+            head,
+            Some(etcd_client::CompactionOptions::new().with_physical()),
+        )
+        .await
+        .expect("compact");
+    let before = client.status().await.expect("status");
+    assert!(before.raft_used_db_size() <= before.db_size());
+    client.defragment().await.expect("defragment");
+    let after = client.status().await.expect("status");
+    assert!(
+        after.db_size() < before.db_size(),
+        "{} -> {}",
+        before.db_size(),
+        after.db_size()
+    );
+    let alarms = client
+        .alarm(
+            etcd_client::AlarmAction::Get,
+            etcd_client::AlarmType::None,
+            None,
+        )
+        .await
+        .expect("alarm");
+    assert!(alarms.alarms().is_empty());
+}
