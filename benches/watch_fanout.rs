@@ -69,10 +69,10 @@ async fn round(endpoint: &str, watchers: usize, events: usize, tag: &str) -> (f6
                 let Ok(Some(response)) = responses.message().await else {
                     break;
                 };
-                if response.created {
-                    if let Some(c) = created.take() {
-                        let _ = c.send(());
-                    }
+                if response.created
+                    && let Some(c) = created.take()
+                {
+                    let _ = c.send(());
                 }
                 mine += response.events.len();
                 received.fetch_add(response.events.len(), Ordering::Relaxed);
