@@ -5,8 +5,12 @@
 //! [`KvRead`], which both a pooled read connection and the sequencer's write transaction
 //! implement, so "what the store looks like at revision R" has exactly one definition.
 
+mod dialect;
+mod multirow;
+mod network;
 mod sqlite;
 
+pub use network::{NetworkBackend, PoolOptions};
 pub use sqlite::SqliteBackend;
 
 use async_trait::async_trait;
@@ -107,6 +111,12 @@ pub struct LeaseRecord {
 /// before `commit`.
 #[async_trait]
 pub trait WriteTxn: KvRead {
+    /// For a database shared by several processes: the revision and the compacted revision,
+    /// read under the lock this transaction holds until it ends. `None` when this process is
+    /// the only writer and its own bookkeeping is authoritative.
+    fn locked_revisions(&self) -> Option<(i64, i64)> {
+        None
+    }
     /// The live versions of `keys` at the head; missing keys are absent from the answer.
     async fn current(&mut self, keys: &[Bytes]) -> Result<Vec<KeyValue>>;
     /// Appends `log` (at most one row per key and revision) and sets the live state of keys:
@@ -138,6 +148,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn compact_window(&self, after: i64, up_to: i64) -> Result<u64>;
     /// The revision up to which superseded history has been removed.
     async fn compact_progress(&self) -> Result<i64>;
+    /// For a database shared by several processes: its newest revision and compacted revision,
+    /// which other processes may have moved. `None` when this process is the only writer.
+    async fn latest_revisions(&self) -> Result<Option<(i64, i64)>> {
+        Ok(None)
+    }
     async fn db_size(&self) -> Result<DbSize>;
     /// Returns unused space to the file system (SQLite's VACUUM, Postgres' VACUUM).
     async fn defragment(&self) -> Result<()>;
@@ -159,19 +174,74 @@ pub trait Backend: Send + Sync + 'static {
     async fn keys_of_lease(&self, lease: i64) -> Result<Vec<Bytes>>;
 }
 
-/// Opens the backend named by a Kine-style endpoint.
-pub async fn open(endpoint: &str) -> Result<std::sync::Arc<dyn Backend>> {
+/// The database name used when an endpoint names none (Kine's default).
+pub const DEFAULT_DATABASE: &str = "kubernetes";
+
+/// Opens the backend named by a Kine-style endpoint: `sqlite://PATH`,
+/// `postgres://user:pass@host:port/db?sslmode=...`, `mysql://user:pass@tcp(host:port)/db` or
+/// `mysql://user:pass@host:port/db`. A missing database is created.
+pub async fn open(endpoint: &str, pool: PoolOptions) -> Result<std::sync::Arc<dyn Backend>> {
     if let Some(path) = endpoint.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or_default();
         return Ok(std::sync::Arc::new(SqliteBackend::open(path).await?));
     }
-    if endpoint.starts_with("postgres://") || endpoint.starts_with("mysql://") {
-        return Err(Error::InvalidEndpoint(format!(
-            "{} is not implemented yet; use sqlite://PATH",
-            endpoint.split("://").next().unwrap_or_default()
-        )));
-    }
-    Err(Error::InvalidEndpoint(
-        "expected sqlite://PATH (postgres:// and mysql:// are planned)".to_string(),
+    let (dialect, url) = if endpoint.starts_with("postgres://")
+        || endpoint.starts_with("postgresql://")
+    {
+        (dialect::Dialect::Postgres, endpoint.to_string())
+    } else if endpoint.starts_with("mysql://") {
+        (dialect::Dialect::Mysql, mysql_url(endpoint))
+    } else {
+        return Err(Error::InvalidEndpoint(
+            "expected sqlite://PATH, postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@tcp(HOST:PORT)/DB".into(),
+        ));
+    };
+    let database = database_name(&url).unwrap_or(DEFAULT_DATABASE).to_string();
+    Ok(std::sync::Arc::new(
+        NetworkBackend::open(dialect, &url, &database, pool).await?,
     ))
+}
+
+/// Kine's (Go driver's) `mysql://user:pass@tcp(host:port)/db` as a URL.
+fn mysql_url(endpoint: &str) -> String {
+    match (endpoint.find("@tcp("), endpoint.rfind(")/")) {
+        (Some(open), Some(close)) if close > open => format!(
+            "{}@{}{}",
+            &endpoint[..open],
+            &endpoint[open + 5..close],
+            &endpoint[close + 1..]
+        ),
+        _ => endpoint.to_string(),
+    }
+}
+
+/// The database a URL names in its path, if any.
+fn database_name(url: &str) -> Option<&str> {
+    let after_scheme = &url[url.find("://")? + 3..];
+    let path = &after_scheme[after_scheme.find('/')? + 1..];
+    let name = path.split('?').next().unwrap_or_default();
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kine_endpoints_become_urls_with_a_database() {
+        assert_eq!(
+            mysql_url("mysql://root:pw@tcp(127.0.0.1:3306)/k8s"),
+            "mysql://root:pw@127.0.0.1:3306/k8s"
+        );
+        assert_eq!(
+            mysql_url("mysql://root@127.0.0.1:3306/k8s"),
+            "mysql://root@127.0.0.1:3306/k8s"
+        );
+        assert_eq!(
+            database_name("postgres://u:p@h:5432/db?sslmode=disable"),
+            Some("db")
+        );
+        assert_eq!(database_name("postgres://u:p@h:5432/"), None);
+        assert_eq!(database_name("postgres://u:p@h:5432"), None);
+    }
 }

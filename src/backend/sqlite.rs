@@ -23,6 +23,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection as _, Row as _};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use super::multirow::{MultiRow, placeholders};
 use super::{Backend, DbSize, KeyEnd, KvRead, LeaseRecord, LogRow, Meta, WriteTxn};
 use crate::error::{Error, Result};
 use crate::proto::KeyValue;
@@ -125,48 +126,6 @@ impl RangeSql {
     }
 }
 
-/// Multi-row statements come in power-of-two sizes up to this, so a handful of prepared
-/// statements cover any batch and one round trip carries many rows.
-const MAX_ROWS_PER_STATEMENT: usize = 64;
-
-/// One statement per power-of-two row count (1, 2, 4, .. MAX_ROWS_PER_STATEMENT).
-struct MultiRow {
-    by_size: Vec<Arc<str>>,
-}
-
-impl MultiRow {
-    fn new(build: impl Fn(usize) -> String) -> MultiRow {
-        let mut by_size = Vec::new();
-        let mut size = 1;
-        while size <= MAX_ROWS_PER_STATEMENT {
-            by_size.push(build(size).into());
-            size *= 2;
-        }
-        MultiRow { by_size }
-    }
-
-    /// Splits `rows` into chunks with a prepared statement each.
-    fn chunks<'r, T>(&self, rows: &'r [T]) -> Vec<(Arc<str>, &'r [T])> {
-        let mut chunks = Vec::new();
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let size = (1..=MAX_ROWS_PER_STATEMENT)
-                .rev()
-                .find(|s| s.is_power_of_two() && *s <= rest.len())
-                .unwrap_or(1);
-            let (chunk, tail) = rest.split_at(size);
-            chunks.push((self.by_size[size.trailing_zeros() as usize].clone(), chunk));
-            rest = tail;
-        }
-        chunks
-    }
-}
-
-fn placeholders(rows: usize, per_row: usize) -> String {
-    let row = format!("({})", vec!["?"; per_row].join(", "));
-    vec![row; rows].join(", ")
-}
-
 struct Statements {
     single: RangeSql,
     before: RangeSql,
@@ -199,7 +158,7 @@ impl Statements {
                      VALUES {} ON CONFLICT (key, revision) DO UPDATE SET sub = excluded.sub, \
                      deleted = excluded.deleted, create_revision = excluded.create_revision, \
                      version = excluded.version, lease = excluded.lease, value = excluded.value",
-                    placeholders(n, 8)
+                    placeholders(n, 8, |_| "?".to_string())
                 )
             }),
             upsert_current: MultiRow::new(|n| {
@@ -208,7 +167,7 @@ impl Statements {
                      VALUES {} ON CONFLICT (key) DO UPDATE SET \
                      create_revision = excluded.create_revision, mod_revision = excluded.mod_revision, \
                      version = excluded.version, lease = excluded.lease, value = excluded.value",
-                    placeholders(n, 6)
+                    placeholders(n, 6, |_| "?".to_string())
                 )
             }),
             delete_current: MultiRow::new(|n| {

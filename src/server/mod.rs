@@ -54,6 +54,8 @@ pub struct ServerOptions {
     /// How many recent events the watch hub keeps in memory; watchers further behind read the
     /// log.
     pub watch_window_events: usize,
+    /// Connection pool settings for PostgreSQL and MySQL.
+    pub pool: backend::PoolOptions,
 }
 
 impl Default for ServerOptions {
@@ -63,6 +65,7 @@ impl Default for ServerOptions {
             emulated_etcd_version: DEFAULT_ETCD_VERSION.to_string(),
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             watch_window_events: crate::store::watch_hub::DEFAULT_WINDOW_EVENTS,
+            pool: backend::PoolOptions::default(),
         }
     }
 }
@@ -106,7 +109,7 @@ pub struct Server {
 impl Server {
     /// Opens the datastore named by `options.endpoint` (creating and migrating it as needed).
     pub async fn open(options: ServerOptions) -> Result<Server> {
-        let backend = backend::open(&options.endpoint).await?;
+        let backend = backend::open(&options.endpoint, options.pool).await?;
         let store = Store::open(backend, options.watch_window_events).await?;
         Ok(Server { store, options })
     }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::backend::{Backend, KeyEnd, KvRead, LeaseRecord, LogRow, WriteTxn};
+use crate::backend::{KeyEnd, KvRead, LeaseRecord, LogRow, WriteTxn};
 use crate::error::Result;
 use crate::proto::KeyValue;
 use crate::proto::mvccpb::{Event, event::EventType};
@@ -38,9 +38,11 @@ pub(crate) struct WriteBuffer {
 }
 
 impl WriteBuffer {
-    pub async fn begin(backend: &dyn Backend, head: i64) -> Result<WriteBuffer> {
+    /// Opens the batch's transaction. `head` is the revision before the batch (for a database
+    /// shared with other processes, the one read under the transaction's lock).
+    pub async fn begin(txn: Box<dyn WriteTxn>, head: i64) -> Result<WriteBuffer> {
         Ok(WriteBuffer {
-            txn: backend.begin_write().await?,
+            txn,
             state: HashMap::new(),
             log: Vec::new(),
             last_row: HashMap::new(),

@@ -8,6 +8,7 @@
 mod apply;
 mod buffer;
 mod compactor;
+mod follower;
 mod lease;
 mod range;
 pub mod watch_hub;
@@ -32,6 +33,9 @@ use compactor::Compactor;
 use watch_hub::WatchHub;
 use writer::{WriteOp, WriteOutcome, WriteRequest, Writer, WriterStats};
 
+/// How often a process sharing its database with others looks for their writes.
+const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// etcd's raft term is meaningless here; a single constant keeps clients that display it calm.
 pub const RAFT_TERM: u64 = 1;
 
@@ -51,9 +55,10 @@ impl Revisions {
         self.compacted.load(Ordering::Acquire)
     }
 
+    /// Moves the revisions forward (never back: another process's news may have come first).
     fn publish(&self, head: i64, compacted: i64) {
-        self.compacted.store(compacted, Ordering::Release);
-        self.head.store(head, Ordering::Release);
+        self.compacted.fetch_max(compacted, Ordering::AcqRel);
+        self.head.fetch_max(head, Ordering::AcqRel);
     }
 }
 
@@ -66,6 +71,8 @@ pub struct Store {
 struct Shared {
     backend: Arc<dyn Backend>,
     hub: Arc<WatchHub>,
+    /// Tells the compactor the newest compacted revision.
+    compaction: watch::Sender<i64>,
     revisions: Arc<Revisions>,
     writes: mpsc::Sender<WriteRequest>,
     compact_progress: watch::Receiver<i64>,
@@ -95,7 +102,7 @@ impl Store {
                 hub: hub.clone(),
                 revisions: revisions.clone(),
                 stats: writer_stats.clone(),
-                compaction,
+                compaction: compaction.clone(),
             }
             .run(write_queue),
         );
@@ -107,10 +114,12 @@ impl Store {
             }
             .run(),
         );
+        let shared_database = backend.latest_revisions().await?.is_some();
         let store = Store {
             shared: Arc::new(Shared {
                 backend,
                 hub,
+                compaction,
                 revisions,
                 writes,
                 compact_progress,
@@ -120,6 +129,9 @@ impl Store {
             }),
         };
         tokio::spawn(lease::expire_leases(store.downgrade()));
+        if shared_database {
+            tokio::spawn(follower::follow(store.downgrade(), FOLLOW_INTERVAL));
+        }
         Ok(store)
     }
 
@@ -180,8 +192,23 @@ impl Store {
         self.shared.backend.db_size().await
     }
 
+    /// Tells the compactor about a compacted revision (its own or another process's).
+    fn note_compacted(&self, compacted: i64) {
+        self.shared.compaction.send_if_modified(|target| {
+            let newer = compacted > *target;
+            if newer {
+                *target = compacted;
+            }
+            newer
+        });
+    }
+
     /// Range at the head or at a past revision (a true snapshot).
     pub async fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        // On a shared database, other processes may have written since this one last looked.
+        if let Some((head, compacted)) = self.shared.backend.latest_revisions().await? {
+            self.shared.revisions.publish(head, compacted);
+        }
         let head = self.head();
         let revision = if req.revision <= 0 {
             head

@@ -33,6 +33,8 @@ pub struct WatchHub {
 struct Window {
     revisions: VecDeque<Arc<Revision>>,
     events: usize,
+    /// The newest revision published (the `head` channel follows it).
+    head: i64,
     /// Every revision from this one up to the head is in `revisions` (or made no event).
     complete_from: i64,
 }
@@ -53,6 +55,7 @@ impl WatchHub {
             window: Mutex::new(Window {
                 revisions: VecDeque::new(),
                 events: 0,
+                head,
                 complete_from: head + 1,
             }),
             head: watch::channel(head).0,
@@ -61,7 +64,12 @@ impl WatchHub {
 
     /// The newest revision whose events are all published.
     pub fn head(&self) -> i64 {
-        *self.head.borrow()
+        self.lock().head
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
+        // A std Mutex: held for a few pointer moves, never across an await.
+        self.window.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A receiver that wakes when the head moves.
@@ -69,17 +77,23 @@ impl WatchHub {
         self.head.subscribe()
     }
 
-    /// Adds committed events (in revision order) and moves the head to `head`.
-    pub fn publish(&self, events: Vec<Event>, head: i64) {
+    /// Adds the committed events of revisions `from..=head` (in revision order) and moves the
+    /// head to `head`. Returns false, changing nothing, unless `from` is the revision right
+    /// after the head: revisions from several processes reach the hub in order, or not at all
+    /// (the follower then delivers them from the log).
+    pub fn publish(&self, from: i64, events: Vec<Event>, head: i64) -> bool {
         {
-            // A std Mutex: held for a few pointer moves, never across an await.
-            let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+            let mut window = self.lock();
+            if from != window.head + 1 || head < window.head {
+                return false;
+            }
             for (revision, events) in group_by_revision(events) {
                 window.events += events.len();
                 window
                     .revisions
                     .push_back(Arc::new(Revision { revision, events }));
             }
+            window.head = head;
             while window.events > self.capacity {
                 let Some(oldest) = window.revisions.pop_front() else {
                     break;
@@ -95,11 +109,24 @@ impl WatchHub {
             }
             moved
         });
+        true
+    }
+
+    /// Forgets every revision up to `revision`: the log no longer holds them all (a follower
+    /// that fell behind a compaction), so watchers that need them are canceled as compacted.
+    pub fn skip_to(&self, revision: i64) {
+        let mut window = self.lock();
+        if revision > window.head {
+            window.revisions.clear();
+            window.events = 0;
+            window.head = revision;
+            window.complete_from = revision + 1;
+        }
     }
 
     /// The revisions from `from` on that the window holds, at most `max_revisions` of them.
     pub fn catch_up(&self, from: i64, max_revisions: usize) -> Catchup {
-        let window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let window = self.lock();
         if from < window.complete_from {
             return Catchup::ReadLogUpTo(window.complete_from - 1);
         }

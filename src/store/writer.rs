@@ -90,8 +90,16 @@ impl WriterStats {
     }
 }
 
-/// Each request's outcome, the batch's events, and the new head and compacted revisions.
-type Committed = (Vec<Result<WriteOutcome>>, Vec<Event>, i64, i64);
+/// What a committed batch did.
+struct Committed {
+    /// Each request's outcome, in order.
+    outcomes: Vec<Result<WriteOutcome>>,
+    events: Vec<Event>,
+    /// The first revision the batch could take (the head before it, plus one).
+    first: i64,
+    head: i64,
+    compacted: i64,
+}
 
 pub(crate) struct Writer {
     pub backend: Arc<dyn Backend>,
@@ -109,9 +117,19 @@ impl Writer {
         while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
             self.stats.record(batch.len());
             match self.commit(&batch).await {
-                Ok((outcomes, events, head, compacted)) => {
+                Ok(Committed {
+                    outcomes,
+                    events,
+                    first,
+                    head,
+                    compacted,
+                }) => {
                     self.revisions.publish(head, compacted);
-                    self.hub.publish(events, head);
+                    // Refused when other processes' revisions come first: the follower then
+                    // delivers this batch's events too, from the log.
+                    if head >= first {
+                        self.hub.publish(first, events, head);
+                    }
                     self.compaction.send_if_modified(|target| {
                         let newer = compacted > *target;
                         if newer {
@@ -137,9 +155,12 @@ impl Writer {
     /// Applies and commits one batch; on success returns each request's outcome and the new
     /// head and compacted revisions.
     async fn commit(&self, batch: &[WriteRequest]) -> Result<Committed> {
-        let mut head = self.revisions.head();
-        let mut compacted = self.revisions.compacted();
-        let mut buffer = WriteBuffer::begin(&*self.backend, head).await?;
+        let txn = self.backend.begin_write().await?;
+        let (mut head, mut compacted) = txn
+            .locked_revisions()
+            .unwrap_or((self.revisions.head(), self.revisions.compacted()));
+        let first = head + 1;
+        let mut buffer = WriteBuffer::begin(txn, head).await?;
         let mut keys = Vec::new();
         for request in batch {
             match &request.op {
@@ -194,7 +215,13 @@ impl Writer {
             outcomes.push(outcome);
         }
         let events = buffer.commit(head, compacted).await?;
-        Ok((outcomes, events, head, compacted))
+        Ok(Committed {
+            outcomes,
+            events,
+            first,
+            head,
+            compacted,
+        })
     }
 }
 
