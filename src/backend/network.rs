@@ -168,8 +168,10 @@ impl Statements {
                     "SELECT pg_database_size(current_database()), pg_database_size(current_database())"
                 }
                 Dialect::Mysql => {
+                    // The sizes are unsigned: subtracting in unsigned arithmetic can underflow.
                     "SELECT CAST(COALESCE(SUM(data_length + index_length), 0) AS SIGNED), \
-                     CAST(COALESCE(SUM(data_length + index_length - data_free), 0) AS SIGNED) \
+                     GREATEST(CAST(COALESCE(SUM(data_length + index_length), 0) AS SIGNED) \
+                       - CAST(COALESCE(SUM(data_free), 0) AS SIGNED), 0) \
                      FROM information_schema.tables WHERE table_schema = DATABASE()"
                 }
             }

@@ -11,148 +11,147 @@ use crate::harness::{TestServer, status_of};
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
 const FUTURE: &str = "etcdserver: mvcc: required revision is a future revision";
 
-#[tokio::test]
-async fn compaction_errors_table() {
-    let server = TestServer::start().await;
-    let mut client = server.client().await;
-    for i in 0..10 {
-        client.put("k", i.to_string(), None).await.expect("put"); // revisions 2..=11
-    }
-    client.compact(6, None).await.expect("compact");
-    let reads = [
-        (5, Err(COMPACTED)),
-        (6, Ok("4")),
-        (7, Ok("5")),
-        (11, Ok("9")),
-        (12, Err(FUTURE)),
-    ];
-    for (revision, expected) in reads {
-        let result = client
-            .get("k", Some(GetOptions::new().with_revision(revision)))
-            .await;
-        match expected {
-            Ok(value) => assert_eq!(
-                result.expect("read").kvs()[0].value(),
-                value.as_bytes(),
-                "at {revision}"
-            ),
-            Err(message) => {
-                let (code, got) = status_of(result);
-                assert_eq!(
-                    (code, got.as_str()),
-                    (Code::OutOfRange, message),
+crate::on_every_backend! {
+    async fn compaction_errors_table() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        for i in 0..10 {
+            client.put("k", i.to_string(), None).await.expect("put"); // revisions 2..=11
+        }
+        client.compact(6, None).await.expect("compact");
+        let reads = [
+            (5, Err(COMPACTED)),
+            (6, Ok("4")),
+            (7, Ok("5")),
+            (11, Ok("9")),
+            (12, Err(FUTURE)),
+        ];
+        for (revision, expected) in reads {
+            let result = client
+                .get("k", Some(GetOptions::new().with_revision(revision)))
+                .await;
+            match expected {
+                Ok(value) => assert_eq!(
+                    result.expect("read").kvs()[0].value(),
+                    value.as_bytes(),
                     "at {revision}"
-                );
+                ),
+                Err(message) => {
+                    let (code, got) = status_of(result);
+                    assert_eq!(
+                        (code, got.as_str()),
+                        (Code::OutOfRange, message),
+                        "at {revision}"
+                    );
+                }
             }
         }
-    }
-    let compacts = [(6, COMPACTED), (3, COMPACTED), (12, FUTURE)];
-    for (revision, message) in compacts {
-        let (code, got) = status_of(client.compact(revision, None).await);
+        let compacts = [(6, COMPACTED), (3, COMPACTED), (12, FUTURE)];
+        for (revision, message) in compacts {
+            let (code, got) = status_of(client.compact(revision, None).await);
+            assert_eq!(
+                (code, got.as_str()),
+                (Code::OutOfRange, message),
+                "compact {revision}"
+            );
+        }
+        let resp = client
+            .compact(11, Some(CompactionOptions::new().with_physical()))
+            .await
+            .expect("compact to head");
+        assert_eq!(resp.header().expect("header").revision(), 11);
         assert_eq!(
-            (code, got.as_str()),
-            (Code::OutOfRange, message),
-            "compact {revision}"
+            client.get("k", None).await.expect("get").kvs()[0].value(),
+            b"9"
         );
     }
-    let resp = client
-        .compact(11, Some(CompactionOptions::new().with_physical()))
-        .await
-        .expect("compact to head");
-    assert_eq!(resp.header().expect("header").revision(), 11);
-    assert_eq!(
-        client.get("k", None).await.expect("get").kvs()[0].value(),
-        b"9"
-    );
-}
 
-/// Every read at or above the compacted revision matches a model of the history, while the
-/// compactor removes what is below it.
-#[tokio::test]
-async fn history_at_or_above_the_compacted_revision_survives_compaction() {
-    let server = TestServer::start().await;
-    let mut client = server.client().await;
-    // model[revision] = the whole key space after that revision
-    let mut model: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(), BTreeMap::new()];
-    let mut state = BTreeMap::new();
-    for step in 0..300u32 {
-        let key = format!("h/{}", step * 7 % 13);
-        if step % 5 == 3 {
-            let resp = client.delete(key.clone(), None).await.expect("delete");
-            if resp.deleted() == 0 {
-                continue;
+    // Every read at or above the compacted revision matches a model of the history, while the
+    // compactor removes what is below it.
+    async fn history_at_or_above_the_compacted_revision_survives_compaction() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        // model[revision] = the whole key space after that revision
+        let mut model: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(), BTreeMap::new()];
+        let mut state = BTreeMap::new();
+        for step in 0..300u32 {
+            let key = format!("h/{}", step * 7 % 13);
+            if step % 5 == 3 {
+                let resp = client.delete(key.clone(), None).await.expect("delete");
+                if resp.deleted() == 0 {
+                    continue;
+                }
+                state.remove(&key);
+            } else {
+                client
+                    .put(key.clone(), step.to_string(), None)
+                    .await
+                    .expect("put");
+                state.insert(key, step.to_string());
             }
-            state.remove(&key);
-        } else {
+            model.push(state.clone());
+        }
+        let head = (model.len() - 1) as i64;
+        for compact_at in [50, 120, 200] {
             client
-                .put(key.clone(), step.to_string(), None)
+                .compact(compact_at, Some(CompactionOptions::new().with_physical()))
                 .await
-                .expect("put");
-            state.insert(key, step.to_string());
-        }
-        model.push(state.clone());
-    }
-    let head = (model.len() - 1) as i64;
-    for compact_at in [50, 120, 200] {
-        client
-            .compact(compact_at, Some(CompactionOptions::new().with_physical()))
-            .await
-            .expect("compact");
-        for revision in compact_at..=head {
-            let resp = client
-                .get(
-                    "h/",
-                    Some(GetOptions::new().with_prefix().with_revision(revision)),
-                )
-                .await
-                .expect("read");
-            let got: BTreeMap<String, String> = resp
-                .kvs()
-                .iter()
-                .map(|kv| {
-                    (
-                        String::from_utf8_lossy(kv.key()).into_owned(),
-                        String::from_utf8_lossy(kv.value()).into_owned(),
+                .expect("compact");
+            for revision in compact_at..=head {
+                let resp = client
+                    .get(
+                        "h/",
+                        Some(GetOptions::new().with_prefix().with_revision(revision)),
                     )
-                })
-                .collect();
-            assert_eq!(
-                got, model[revision as usize],
-                "revision {revision} after compacting at {compact_at}"
-            );
-            assert_eq!(resp.count() as usize, got.len());
+                    .await
+                    .expect("read");
+                let got: BTreeMap<String, String> = resp
+                    .kvs()
+                    .iter()
+                    .map(|kv| {
+                        (
+                            String::from_utf8_lossy(kv.key()).into_owned(),
+                            String::from_utf8_lossy(kv.value()).into_owned(),
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    got, model[revision as usize],
+                    "revision {revision} after compacting at {compact_at}"
+                );
+                assert_eq!(resp.count() as usize, got.len());
+            }
         }
     }
-}
 
-#[tokio::test]
-async fn revision_and_compaction_survive_a_restart() {
-    let server = TestServer::start().await;
-    let mut client = server.client().await;
-    for i in 0..5 {
-        client.put(format!("d/{i}"), "v", None).await.expect("put");
+    async fn revision_and_compaction_survive_a_restart() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        for i in 0..5 {
+            client.put(format!("d/{i}"), "v", None).await.expect("put");
+        }
+        client.compact(4, None).await.expect("compact");
+        let server = server.restart().await;
+        let mut client = server.client().await;
+        let resp = client
+            .get("d/", Some(GetOptions::new().with_prefix()))
+            .await
+            .expect("get");
+        assert_eq!(
+            (resp.count(), resp.header().expect("header").revision()),
+            (5, 6)
+        );
+        let (code, message) = status_of(
+            client
+                .get("d/0", Some(GetOptions::new().with_revision(3)))
+                .await,
+        );
+        assert_eq!((code, message.as_str()), (Code::OutOfRange, COMPACTED));
+        let resp = client.put("d/5", "v", None).await.expect("put");
+        assert_eq!(
+            resp.header().expect("header").revision(),
+            7,
+            "revisions continue after a restart"
+        );
     }
-    client.compact(4, None).await.expect("compact");
-    let server = server.restart().await;
-    let mut client = server.client().await;
-    let resp = client
-        .get("d/", Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("get");
-    assert_eq!(
-        (resp.count(), resp.header().expect("header").revision()),
-        (5, 6)
-    );
-    let (code, message) = status_of(
-        client
-            .get("d/0", Some(GetOptions::new().with_revision(3)))
-            .await,
-    );
-    assert_eq!((code, message.as_str()), (Code::OutOfRange, COMPACTED));
-    let resp = client.put("d/5", "v", None).await.expect("put");
-    assert_eq!(
-        resp.header().expect("header").revision(),
-        7,
-        "revisions continue after a restart"
-    );
 }

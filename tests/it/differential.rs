@@ -262,21 +262,6 @@ fn header_revision(outcome: &Outcome) -> Option<i64> {
         .ok()
 }
 
-#[tokio::test]
-async fn same_random_history_as_real_etcd() {
-    let Some(etcd_binary) = require_tool("etcd") else {
-        return;
-    };
-    // DIFF_SEED=N replays one seed; by default a few fixed seeds run.
-    let seeds: Vec<u64> = match std::env::var("DIFF_SEED").ok().and_then(|s| s.parse().ok()) {
-        Some(seed) => vec![seed],
-        None => vec![20261127, 2, 7],
-    };
-    for seed in seeds {
-        compare_histories(&etcd_binary, seed).await;
-    }
-}
-
 async fn compare_histories(etcd_binary: &std::path::Path, seed: u64) {
     let etcd = RealEtcd::start(etcd_binary).await;
     let shim = TestServer::start().await;
@@ -313,6 +298,22 @@ async fn compare_histories(etcd_binary: &std::path::Path, seed: u64) {
         }
         if let (Op::Compact(c), Outcome::Ok(_)) = (&op, &expected) {
             generator.compacted = c.revision;
+        }
+    }
+}
+
+crate::on_every_backend! {
+    async fn same_random_history_as_real_etcd() {
+        let Some(etcd_binary) = require_tool("etcd") else {
+            return;
+        };
+        // DIFF_SEED=N replays one seed; by default a few fixed seeds run.
+        let seeds: Vec<u64> = match std::env::var("DIFF_SEED").ok().and_then(|s| s.parse().ok()) {
+            Some(seed) => vec![seed],
+            None => vec![20261127, 2, 7],
+        };
+        for seed in seeds {
+            compare_histories(&etcd_binary, seed).await;
         }
     }
 }

@@ -139,165 +139,166 @@ impl Checker {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_guarantees_under_concurrent_writes_and_compaction() {
-    // A small window makes watchers read the log while compaction removes history under it.
-    let server = TestServer::start_with(ServerOptions {
-        watch_window_events: 200,
-        ..ServerOptions::default()
-    })
-    .await;
-    let client = server.client().await;
-    let acknowledged: Acknowledged = Arc::default();
-    let mut watch = RawWatch::open(&server.endpoint()).await;
-    watch.create(watch_all(2)).await;
-    assert!(watch.next().await.created);
-
-    let mut writers = Vec::new();
-    for seed in 0..WRITERS {
-        writers.push(tokio::spawn(writer(
-            client.clone(),
-            seed,
-            acknowledged.clone(),
-        )));
-    }
-    let compactor = {
-        let mut client = client.clone();
-        tokio::spawn(async move {
-            let mut compacted = 0;
-            for _ in 0..40 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let head = client
-                    .get("w/0", None)
-                    .await
-                    .expect("get")
-                    .header()
-                    .expect("header")
-                    .revision();
-                if head - 300 > compacted {
-                    compacted = head - 300;
-                    client.compact(compacted, None).await.expect("compact");
-                }
-            }
+crate::on_every_backend! {
+    async fn watch_guarantees_under_concurrent_writes_and_compaction() {
+        // A small window makes watchers read the log while compaction removes history under it.
+        let server = TestServer::start_with(ServerOptions {
+            watch_window_events: 200,
+            ..ServerOptions::default()
         })
-    };
+        .await;
+        let client = server.client().await;
+        let acknowledged: Acknowledged = Arc::default();
+        let mut watch = RawWatch::open(&server.endpoint()).await;
+        watch.create(watch_all(2)).await;
+        assert!(watch.next().await.created);
 
-    // The watcher reads while writes and compactions go on, asking for progress now and then.
-    let mut checker = Checker::default();
-    // A second watcher that disconnects and resumes from the last revision it saw.
-    let mut resumed = Checker::default();
-    let mut resumable = RawWatch::open(&server.endpoint()).await;
-    resumable.create(watch_all(2)).await;
-    assert!(resumable.next().await.created);
-    let mut requests = 0;
-    let mut reconnects = 0;
-    let mut resumable_active = true;
-    loop {
-        let done = writers.iter().all(|w| w.is_finished());
-        if done && checker.last_revision >= server.store.head() {
-            break;
+        let mut writers = Vec::new();
+        for seed in 0..WRITERS {
+            writers.push(tokio::spawn(writer(
+                client.clone(),
+                seed,
+                acknowledged.clone(),
+            )));
         }
-        if requests % 10 == 0 {
-            watch.request_progress().await;
-        }
-        requests += 1;
-        let Some(response) = watch.maybe_next(Duration::from_millis(100)).await else {
-            continue;
+        let compactor = {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                let mut compacted = 0;
+                for _ in 0..40 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let head = client
+                        .get("w/0", None)
+                        .await
+                        .expect("get")
+                        .header()
+                        .expect("header")
+                        .revision();
+                    if head - 300 > compacted {
+                        compacted = head - 300;
+                        client.compact(compacted, None).await.expect("compact");
+                    }
+                }
+            })
         };
-        assert!(
-            !response.canceled,
-            "the watcher kept up and was not canceled: {response:?}"
-        );
-        if response.watch_id == -1 {
-            let revision = response.header.expect("header").revision;
-            assert!(revision >= checker.progress_floor);
-            checker.progress_floor = revision;
-        } else if !response.events.is_empty() {
-            checker.events(&response.events);
-        }
-        if !resumable_active {
-            continue;
-        }
-        if let Some(r) = resumable.maybe_next(Duration::from_millis(1)).await {
-            if r.canceled {
-                // Fell behind a compaction: etcd's answer, with the revision to relist from.
-                assert!(r.compact_revision > resumed.last_revision, "{r:?}");
-                resumable_active = false;
+
+        // The watcher reads while writes and compactions go on, asking for progress now and then.
+        let mut checker = Checker::default();
+        // A second watcher that disconnects and resumes from the last revision it saw.
+        let mut resumed = Checker::default();
+        let mut resumable = RawWatch::open(&server.endpoint()).await;
+        resumable.create(watch_all(2)).await;
+        assert!(resumable.next().await.created);
+        let mut requests = 0;
+        let mut reconnects = 0;
+        let mut resumable_active = true;
+        loop {
+            let done = writers.iter().all(|w| w.is_finished());
+            if done && checker.last_revision >= server.store.head() {
+                break;
+            }
+            if requests % 10 == 0 {
+                watch.request_progress().await;
+            }
+            requests += 1;
+            let Some(response) = watch.maybe_next(Duration::from_millis(100)).await else {
+                continue;
+            };
+            assert!(
+                !response.canceled,
+                "the watcher kept up and was not canceled: {response:?}"
+            );
+            if response.watch_id == -1 {
+                let revision = response.header.expect("header").revision;
+                assert!(revision >= checker.progress_floor);
+                checker.progress_floor = revision;
+            } else if !response.events.is_empty() {
+                checker.events(&response.events);
+            }
+            if !resumable_active {
                 continue;
             }
-            if !r.events.is_empty() {
-                resumed.events(&r.events);
-                if resumed.revisions.len() % 50 == 0 && reconnects < 5 {
-                    reconnects += 1;
-                    resumable = RawWatch::open(&server.endpoint()).await;
-                    resumable.create(watch_all(resumed.last_revision + 1)).await;
-                    assert!(resumable.next().await.created);
+            if let Some(r) = resumable.maybe_next(Duration::from_millis(1)).await {
+                if r.canceled {
+                    // Fell behind a compaction: etcd's answer, with the revision to relist from.
+                    assert!(r.compact_revision > resumed.last_revision, "{r:?}");
+                    resumable_active = false;
+                    continue;
+                }
+                if !r.events.is_empty() {
+                    resumed.events(&r.events);
+                    if resumed.revisions.len() % 50 == 0 && reconnects < 5 {
+                        reconnects += 1;
+                        resumable = RawWatch::open(&server.endpoint()).await;
+                        resumable.create(watch_all(resumed.last_revision + 1)).await;
+                        assert!(resumable.next().await.created);
+                    }
                 }
             }
         }
-    }
-    for w in writers {
-        w.await.expect("writer");
-    }
-    compactor.await.expect("compactor");
+        for w in writers {
+            w.await.expect("writer");
+        }
+        compactor.await.expect("compactor");
 
-    // Reliable: every revision from 2 to the head, and every acknowledged write, was seen.
-    let head = server.store.head();
-    assert_eq!(
-        checker.revisions,
-        (2..=head).collect::<Vec<_>>(),
-        "no revision missing"
-    );
-    for (revision, key) in acknowledged.lock().await.iter() {
+        // Reliable: every revision from 2 to the head, and every acknowledged write, was seen.
+        let head = server.store.head();
+        assert_eq!(
+            checker.revisions,
+            (2..=head).collect::<Vec<_>>(),
+            "no revision missing"
+        );
+        for (revision, key) in acknowledged.lock().await.iter() {
+            assert!(
+                checker.seen.contains(&(*revision, key.as_bytes().to_vec())),
+                "acknowledged {key}@{revision} not seen"
+            );
+        }
+        // The model built from events is the key space.
+        let mut client = client;
+        let live = client
+            .get("w/", Some(GetOptions::new().with_prefix()))
+            .await
+            .expect("get");
+        let actual: BTreeMap<Vec<u8>, (Vec<u8>, i64, i64, i64)> = live
+            .kvs()
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key().to_vec(),
+                    (
+                        kv.value().to_vec(),
+                        kv.create_revision(),
+                        kv.mod_revision(),
+                        kv.version(),
+                    ),
+                )
+            })
+            .collect();
+        let modeled: BTreeMap<Vec<u8>, (Vec<u8>, i64, i64, i64)> = checker
+            .model
+            .iter()
+            .map(|(k, kv)| {
+                (
+                    k.clone(),
+                    (
+                        kv.value.to_vec(),
+                        kv.create_revision,
+                        kv.mod_revision,
+                        kv.version,
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(modeled, actual);
+        // Resumable: what the reconnecting watcher saw is a prefix of the same history.
+        assert_eq!(
+            resumed.revisions[..],
+            checker.revisions[..resumed.revisions.len()]
+        );
         assert!(
-            checker.seen.contains(&(*revision, key.as_bytes().to_vec())),
-            "acknowledged {key}@{revision} not seen"
+            reconnects > 0 || resumed.revisions.len() < 50,
+            "the resumable watcher reconnected"
         );
     }
-    // The model built from events is the key space.
-    let mut client = client;
-    let live = client
-        .get("w/", Some(GetOptions::new().with_prefix()))
-        .await
-        .expect("get");
-    let actual: BTreeMap<Vec<u8>, (Vec<u8>, i64, i64, i64)> = live
-        .kvs()
-        .iter()
-        .map(|kv| {
-            (
-                kv.key().to_vec(),
-                (
-                    kv.value().to_vec(),
-                    kv.create_revision(),
-                    kv.mod_revision(),
-                    kv.version(),
-                ),
-            )
-        })
-        .collect();
-    let modeled: BTreeMap<Vec<u8>, (Vec<u8>, i64, i64, i64)> = checker
-        .model
-        .iter()
-        .map(|(k, kv)| {
-            (
-                k.clone(),
-                (
-                    kv.value.to_vec(),
-                    kv.create_revision,
-                    kv.mod_revision,
-                    kv.version,
-                ),
-            )
-        })
-        .collect();
-    assert_eq!(modeled, actual);
-    // Resumable: what the reconnecting watcher saw is a prefix of the same history.
-    assert_eq!(
-        resumed.revisions[..],
-        checker.revisions[..resumed.revisions.len()]
-    );
-    assert!(
-        reconnects > 0 || resumed.revisions.len() < 50,
-        "the resumable watcher reconnected"
-    );
 }

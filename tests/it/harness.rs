@@ -13,6 +13,104 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// The databases the suite runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Backend {
+    /// The environment variable with the server's base URL (no database), e.g.
+    /// `postgres://postgres@127.0.0.1:5432` or `mysql://root@127.0.0.1:3306`.
+    fn variable(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("ETCDSHIM_TEST_POSTGRES"),
+            Backend::Mysql => Some("ETCDSHIM_TEST_MYSQL"),
+        }
+    }
+
+    /// The base URL of this backend's test server, or `None` (said loudly; fatal under CI=true).
+    pub fn base_url(self) -> Option<String> {
+        let variable = self.variable()?;
+        match std::env::var(variable) {
+            Ok(url) if !url.is_empty() => Some(url.trim_end_matches('/').to_string()),
+            _ => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "{variable} is not set; CI runs every test on {self:?} too"
+                );
+                eprintln!("SKIPPED on {self:?}: set {variable} to run it there");
+                None
+            }
+        }
+    }
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+/// The backend the running test is on.
+pub fn current_backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Sqlite)
+}
+
+/// Runs a test body on `backend`, or skips it (loudly; fatal under CI=true) when that
+/// backend's database is not configured.
+pub async fn on_backend(backend: Backend, body: impl std::future::Future<Output = ()>) {
+    if backend != Backend::Sqlite && backend.base_url().is_none() {
+        return;
+    }
+    BACKEND.scope(backend, body).await;
+}
+
+/// Declares each test once per backend: `mod name { fn sqlite, fn postgres, fn mysql }`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($(async fn $name:ident() $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body() $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::harness::on_backend($crate::harness::Backend::Sqlite, body()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::harness::on_backend($crate::harness::Backend::Postgres, body()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                $crate::harness::on_backend($crate::harness::Backend::Mysql, body()).await
+            }
+        }
+    )*};
+}
+
+/// A fresh endpoint on the current backend: a temporary SQLite file, or a new database.
+fn fresh_endpoint(dir: &Path) -> String {
+    let unique = format!(
+        "etcdshim_test_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    match current_backend() {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("state.db").display()),
+        backend => format!(
+            "{}/{unique}",
+            backend.base_url().expect("configured backend")
+        ),
+    }
+}
+
 /// An etcdshim server running in this process.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -20,7 +118,6 @@ pub struct TestServer {
     options: ServerOptions,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<etcdshim::Result<()>>>,
-    db_path: PathBuf,
     dir: Option<TempDir>,
 }
 
@@ -30,21 +127,21 @@ impl TestServer {
         TestServer::start_with(ServerOptions::default()).await
     }
 
-    /// A server over a fresh database with these options (the endpoint is replaced).
+    /// A server over a fresh database of the current backend with these options (the
+    /// endpoint is replaced).
     pub async fn start_with(options: ServerOptions) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let db_path = dir.path().join("state.db");
-        let mut server = TestServer::start_at(&db_path, options).await;
+        let options = ServerOptions {
+            endpoint: fresh_endpoint(dir.path()),
+            ..options
+        };
+        let mut server = TestServer::start_on(options).await;
         server.dir = Some(dir);
         server
     }
 
-    /// A server over the database file at `db_path` (kept when the server stops).
-    pub async fn start_at(db_path: &Path, options: ServerOptions) -> TestServer {
-        let options = ServerOptions {
-            endpoint: format!("sqlite://{}", db_path.display()),
-            ..options
-        };
+    /// A server over `options.endpoint` (kept when the server stops).
+    pub async fn start_on(options: ServerOptions) -> TestServer {
         let server = Server::open(options.clone()).await.expect("open server");
         let store = server.store().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -59,7 +156,6 @@ impl TestServer {
             options,
             stop: Some(stop),
             task: Some(task),
-            db_path: db_path.to_path_buf(),
             dir: None,
         }
     }
@@ -72,10 +168,16 @@ impl TestServer {
         connect(&self.endpoint()).await
     }
 
-    /// Stops the server (finishing in-flight requests) and starts a new one on the same file.
+    /// Another server on the same database (for tests of several servers sharing one).
+    pub async fn another(&self) -> TestServer {
+        TestServer::start_on(self.options.clone()).await
+    }
+
+    /// Stops the server (finishing in-flight requests) and starts a new one on the same
+    /// database.
     pub async fn restart(mut self) -> TestServer {
         self.stop().await;
-        let mut next = TestServer::start_at(&self.db_path, self.options.clone()).await;
+        let mut next = TestServer::start_on(self.options.clone()).await;
         next.dir = self.dir.take();
         next
     }

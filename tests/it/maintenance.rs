@@ -7,50 +7,6 @@ use etcd_client::{Client, ConnectOptions};
 use crate::harness::TestServer;
 
 #[tokio::test]
-async fn status_reports_version_size_and_revision() {
-    let server = TestServer::start().await;
-    let mut client = server.client().await;
-    client.put("k", "v", None).await.expect("put");
-    let status = client.status().await.expect("status");
-    assert_eq!(status.version(), etcdshim::server::DEFAULT_ETCD_VERSION);
-    assert!(status.db_size() > 0);
-    assert!(status.raft_index() >= 2);
-    let header = status.header().expect("header");
-    assert_eq!(header.revision(), 2);
-    assert_eq!(status.leader(), header.member_id());
-    assert_ne!(header.cluster_id(), 0);
-}
-
-#[tokio::test]
-async fn member_list_names_this_server() {
-    let server = TestServer::start().await;
-    let mut client = server.client().await;
-    let resp = client.member_list().await.expect("member list");
-    let members = resp.members();
-    assert_eq!(members.len(), 1);
-    assert_eq!(members[0].client_urls(), [server.endpoint()]);
-    assert_eq!(members[0].id(), resp.header().expect("header").member_id());
-}
-
-#[tokio::test]
-async fn frequent_client_keepalive_pings_are_accepted() {
-    let server = TestServer::start().await;
-    let options = ConnectOptions::new()
-        .with_keep_alive(Duration::from_millis(500), Duration::from_secs(5))
-        .with_keep_alive_while_idle(true);
-    let mut client = Client::connect([server.endpoint()], Some(options))
-        .await
-        .expect("connect");
-    client.put("k", "v", None).await.expect("put");
-    // Idle long enough for several pings; a server that polices pings would send GOAWAY.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    client
-        .get("k", None)
-        .await
-        .expect("the connection survived the pings");
-}
-
-#[tokio::test]
 async fn serves_on_a_unix_socket() {
     use etcdshim::proto::kv_client::KvClient;
     use etcdshim::proto::{PutRequest, RangeRequest};
@@ -108,54 +64,95 @@ async fn serves_on_a_unix_socket() {
     serving.await.expect("join").expect("clean stop");
 }
 
-#[tokio::test]
-async fn defragment_returns_space_and_alarms_are_empty() {
-    let server = TestServer::start().await;
-    let mut client = server.client().await;
-    for i in 0..200 {
-        client
-            .put(format!("big/{i}"), vec![b'x'; 8192], None)
-            .await
-            .expect("put");
+crate::on_every_backend! {
+    async fn status_reports_version_size_and_revision() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        client.put("k", "v", None).await.expect("put");
+        let status = client.status().await.expect("status");
+        assert_eq!(status.version(), etcdshim::server::DEFAULT_ETCD_VERSION);
+        assert!(status.db_size() > 0);
+        assert!(status.raft_index() >= 2);
+        let header = status.header().expect("header");
+        assert_eq!(header.revision(), 2);
+        assert_eq!(status.leader(), header.member_id());
+        assert_ne!(header.cluster_id(), 0);
     }
-    client
-        .delete(
-            "big/",
-            Some(etcd_client::DeleteOptions::new().with_prefix()),
-        )
-        .await
-        .expect("delete");
-    let head = client
-        .get("x", None)
-        .await
-        .expect("get")
-        .header()
-        .expect("header")
-        .revision();
-    client
-        .compact(
-            head,
-            Some(etcd_client::CompactionOptions::new().with_physical()),
-        )
-        .await
-        .expect("compact");
-    let before = client.status().await.expect("status");
-    assert!(before.raft_used_db_size() <= before.db_size());
-    client.defragment().await.expect("defragment");
-    let after = client.status().await.expect("status");
-    assert!(
-        after.db_size() < before.db_size(),
-        "{} -> {}",
-        before.db_size(),
-        after.db_size()
-    );
-    let alarms = client
-        .alarm(
-            etcd_client::AlarmAction::Get,
-            etcd_client::AlarmType::None,
-            None,
-        )
-        .await
-        .expect("alarm");
-    assert!(alarms.alarms().is_empty());
+
+    async fn member_list_names_this_server() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        let resp = client.member_list().await.expect("member list");
+        let members = resp.members();
+        assert_eq!(members.len(), 1);
+        assert_eq!(members[0].client_urls(), [server.endpoint()]);
+        assert_eq!(members[0].id(), resp.header().expect("header").member_id());
+    }
+
+    async fn frequent_client_keepalive_pings_are_accepted() {
+        let server = TestServer::start().await;
+        let options = ConnectOptions::new()
+            .with_keep_alive(Duration::from_millis(500), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        let mut client = Client::connect([server.endpoint()], Some(options))
+            .await
+            .expect("connect");
+        client.put("k", "v", None).await.expect("put");
+        // Idle long enough for several pings; a server that polices pings would send GOAWAY.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        client
+            .get("k", None)
+            .await
+            .expect("the connection survived the pings");
+    }
+
+    async fn defragment_returns_space_and_alarms_are_empty() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        for i in 0..200 {
+            client
+                .put(format!("big/{i}"), vec![b'x'; 8192], None)
+                .await
+                .expect("put");
+        }
+        client
+            .delete(
+                "big/",
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            )
+            .await
+            .expect("delete");
+        let head = client
+            .get("x", None)
+            .await
+            .expect("get")
+            .header()
+            .expect("header")
+            .revision();
+        client
+            .compact(
+                head,
+                Some(etcd_client::CompactionOptions::new().with_physical()),
+            )
+            .await
+            .expect("compact");
+        let before = client.status().await.expect("status");
+        assert!(before.raft_used_db_size() <= before.db_size());
+        client.defragment().await.expect("defragment");
+        let after = client.status().await.expect("status");
+        // SQLite's VACUUM rewrites the file; PostgreSQL's plain VACUUM (which does not lock
+        // writers out) and InnoDB keep freed space for reuse.
+        if crate::harness::current_backend() == crate::harness::Backend::Sqlite {
+            assert!(after.db_size() < before.db_size(), "{} -> {}", before.db_size(), after.db_size());
+        }
+        let alarms = client
+            .alarm(
+                etcd_client::AlarmAction::Get,
+                etcd_client::AlarmType::None,
+                None,
+            )
+            .await
+            .expect("alarm");
+        assert!(alarms.alarms().is_empty());
+    }
 }
