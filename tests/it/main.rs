@@ -11,5 +11,6 @@ mod kube;
 mod kv;
 mod lease;
 mod maintenance;
+mod servers;
 mod txn;
 mod watch;
