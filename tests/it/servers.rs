@@ -195,7 +195,7 @@ async fn several_servers_share_one_database() {
         states.iter().all(|s| *s == states[0]),
         "every server serves the same state"
     );
-    assert!(!states[0].contains_key(&b"s/leased".to_vec()));
+    assert!(!states[0].contains_key(b"s/leased".as_slice()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
