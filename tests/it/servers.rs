@@ -353,7 +353,8 @@ async fn a_postgres_outage_loses_no_acknowledged_write() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     postgres.stop();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Longer than the pool's 5 s wait for a connection: requests during it must fail.
+    tokio::time::sleep(Duration::from_secs(7)).await;
     postgres.start();
     // Writes succeed again once the pool has reconnected.
     let written_before = acknowledged.lock().await.len();
