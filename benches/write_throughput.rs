@@ -2,7 +2,8 @@
 //! started on loopback in the same run, reported as ratios.
 //!
 //! `cargo bench --bench write_throughput` (set ETCD_BIN to choose the etcd binary; default
-//! `etcd` from PATH; BENCH_OPS to change the operations per workload).
+//! `etcd` from PATH; BENCH_OPS to change the operations per workload; BENCH_ENDPOINT to run
+//! etcdshim on another datastore, e.g. `postgres://postgres@127.0.0.1:5432/etcdshim_bench`).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -147,8 +148,11 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     let dir = tempfile::tempdir().expect("tempdir");
+    let endpoint = std::env::var("BENCH_ENDPOINT")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.path().join("state.db").display()));
+    println!("etcdshim on {}", etcdshim::server::redact(&endpoint));
     let server = Server::open(ServerOptions {
-        endpoint: format!("sqlite://{}", dir.path().join("state.db").display()),
+        endpoint,
         ..ServerOptions::default()
     })
     .await
@@ -174,10 +178,12 @@ async fn main() {
     );
     for (name, workload) in [("put", Workload::Put), ("txn-put", Workload::TxnPut)] {
         let before = store.writer_stats();
-        let ours = run(&shim, workload, ops, name).await;
+        // Keys of earlier runs on a reused database must not collide.
+        let run_tag = format!("{name}-{}", std::process::id());
+        let ours = run(&shim, workload, ops, &run_tag).await;
         let after = store.writer_stats();
         let theirs = match &etcd {
-            Some((_, endpoint)) => Some(run(endpoint, workload, ops, name).await),
+            Some((_, endpoint)) => Some(run(endpoint, workload, ops, &run_tag).await),
             None => None,
         };
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 use std::time::Duration;
 
+use crate::backend::PoolOptions;
 use crate::server::{DEFAULT_ETCD_VERSION, ServerOptions};
 
 /// An etcd v3 server that keeps its data in SQL.
@@ -28,7 +29,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:2379", global = true)]
     pub listen_address: String,
 
-    /// Datastore to keep the data in: sqlite://PATH (the file and its folder are created).
+    /// Datastore to keep the data in: sqlite://PATH (the file and its folder are created),
+    /// postgres://USER:PASS@HOST:PORT/DB?sslmode=..., mysql://USER:PASS@tcp(HOST:PORT)/DB or
+    /// mysql://USER:PASS@HOST:PORT/DB. A missing database is created (default name kubernetes).
     #[arg(long, default_value = "sqlite://./db/state.db", global = true)]
     pub endpoint: String,
 
@@ -41,6 +44,19 @@ pub struct ServeArgs {
     /// have no events to send (e.g. 5s, 500ms, 1m).
     #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
     pub watch_progress_notify_interval: Duration,
+
+    /// PostgreSQL/MySQL: the most connections the pool opens.
+    #[arg(long, default_value_t = 16, global = true)]
+    pub datastore_max_open_connections: u32,
+
+    /// PostgreSQL/MySQL: connections kept open while idle.
+    #[arg(long, default_value_t = 2, global = true)]
+    pub datastore_max_idle_connections: u32,
+
+    /// PostgreSQL/MySQL: close and replace a connection after this long (e.g. 30m); unset keeps
+    /// connections for as long as they work.
+    #[arg(long, value_parser = parse_duration, global = true)]
+    pub datastore_connection_max_lifetime: Option<Duration>,
 }
 
 /// Parses `500ms`, `5s`, `2m` or `1h`.
@@ -71,6 +87,11 @@ impl ServeArgs {
             endpoint: self.endpoint.clone(),
             emulated_etcd_version: self.emulated_etcd_version.clone(),
             watch_progress_notify_interval: self.watch_progress_notify_interval,
+            pool: PoolOptions {
+                max_open: self.datastore_max_open_connections,
+                max_idle: self.datastore_max_idle_connections,
+                max_lifetime: self.datastore_connection_max_lifetime,
+            },
             ..ServerOptions::default()
         }
     }

@@ -153,6 +153,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn latest_revisions(&self) -> Result<Option<(i64, i64)>> {
         Ok(None)
     }
+    /// Woken when another process may have committed (PostgreSQL's LISTEN/NOTIFY), so a
+    /// follower need not wait for its next poll.
+    fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
     async fn db_size(&self) -> Result<DbSize>;
     /// Returns unused space to the file system (SQLite's VACUUM, Postgres' VACUUM).
     async fn defragment(&self) -> Result<()>;

@@ -15,6 +15,7 @@ use rand::Rng as _;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row as _, Transaction};
+use tokio::sync::Notify;
 
 use super::dialect::{Dialect, Param, RangeStatements, Sql};
 use super::multirow::{MultiRow, placeholders};
@@ -352,6 +353,37 @@ pub struct NetworkBackend {
     dialect: Dialect,
     pool: AnyPool,
     sql: Arc<Statements>,
+    /// PostgreSQL: notified whenever any process commits a write.
+    changes: Option<Arc<Notify>>,
+}
+
+/// The PostgreSQL channel every write transaction notifies when it commits.
+const CHANGES_CHANNEL: &str = "etcdshim_changes";
+
+/// Relays PostgreSQL notifications on [`CHANGES_CHANNEL`] to `changes` until it is dropped,
+/// reconnecting after failures.
+async fn listen_for_changes(url: String, changes: std::sync::Weak<Notify>) {
+    loop {
+        match sqlx::postgres::PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if listener.listen(CHANGES_CHANNEL).await.is_ok() {
+                    while listener.recv().await.is_ok() {
+                        match changes.upgrade() {
+                            Some(changes) => changes.notify_one(),
+                            None => return,
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "listening for other servers' writes failed; retrying")
+            }
+        }
+        if changes.upgrade().is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 impl NetworkBackend {
@@ -391,10 +423,16 @@ impl NetworkBackend {
             Dialect::Mysql => &MYSQL_MIGRATIONS,
         };
         migrator.run(&pool).await?;
+        let changes = (dialect == Dialect::Postgres).then(|| {
+            let changes = Arc::new(Notify::new());
+            tokio::spawn(listen_for_changes(url.clone(), Arc::downgrade(&changes)));
+            changes
+        });
         Ok(NetworkBackend {
             dialect,
             pool,
             sql: Arc::new(Statements::new(dialect)),
+            changes,
         })
     }
 }
@@ -576,6 +614,10 @@ impl Backend for NetworkBackend {
             }
         }
         Ok(Some(latest))
+    }
+
+    fn change_signal(&self) -> Option<Arc<Notify>> {
+        self.changes.clone()
     }
 
     async fn db_size(&self) -> Result<DbSize> {

@@ -183,13 +183,34 @@ pub fn redact(endpoint: &str) -> String {
     match (endpoint.find("://"), endpoint.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &endpoint[scheme_end + 3..at];
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!(
-                "{}{user}:***{}",
-                &endpoint[..scheme_end + 3],
-                &endpoint[at..]
-            )
+            match credentials.split_once(':') {
+                Some((user, _password)) => format!(
+                    "{}{user}:***{}",
+                    &endpoint[..scheme_end + 3],
+                    &endpoint[at..]
+                ),
+                None => endpoint.to_string(),
+            }
         }
         _ => endpoint.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_logs() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact("mysql://root:p@ss@tcp(h:3306)/db"),
+            "mysql://root:***@tcp(h:3306)/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://./db/state.db"), "sqlite://./db/state.db");
     }
 }

@@ -1,6 +1,7 @@
 //! For a database shared by several processes: follow the other processes' writes.
 //!
-//! Every poll interval, the follower reads the database's revision and compacted revision, and
+//! Every poll interval (and at once when PostgreSQL notifies that some process committed), the
+//! follower reads the database's revision and compacted revision, and
 //! feeds the log rows this process has not published yet to the watch hub, whole revisions at
 //! a time and in order, so each process's watchers see every revision exactly once, whoever
 //! wrote it.
@@ -17,8 +18,19 @@ const PAGE: i64 = 1000;
 pub(crate) async fn follow(store: WeakStore, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let changes = store.upgrade().and_then(|s| s.backend().change_signal());
     loop {
-        tick.tick().await;
+        match &changes {
+            Some(changes) => {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = changes.notified() => {}
+                }
+            }
+            None => {
+                tick.tick().await;
+            }
+        }
         let Some(store) = store.upgrade() else {
             return;
         };
