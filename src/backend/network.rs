@@ -138,9 +138,10 @@ impl Statements {
             delete_current: MultiRow::new(|n| {
                 format!("DELETE FROM current WHERE {key} IN ({})", list(n))
             }),
-            lock_meta: dialect.render(
-                "SELECT name, value FROM meta WHERE name IN ('revision', 'compacted') FOR UPDATE",
-            ),
+            // One row only: two rows locked by one statement may be locked in different orders
+            // by different transactions, and deadlock. Writers change the compacted revision
+            // only under this lock, so reading it afterwards is consistent.
+            lock_meta: dialect.render("SELECT value FROM meta WHERE name = 'revision' FOR UPDATE"),
             save_meta: dialect.render(
                 "UPDATE meta SET value = CASE name WHEN 'revision' THEN :rev ELSE :to END \
                  WHERE name IN ('revision', 'compacted')",
@@ -547,18 +548,15 @@ impl Backend for NetworkBackend {
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
         let mut txn = self.pool.begin().await?;
-        let rows = bind(&self.sql.lock_meta, &Values::default())
-            .fetch_all(&mut *txn)
-            .await?;
-        let mut locked = (1, -1);
-        for row in rows {
-            let name: String = row.try_get(0)?;
-            let value: i64 = row.try_get(1)?;
-            match name.as_str() {
-                "revision" => locked.0 = value,
-                _ => locked.1 = value,
-            }
-        }
+        let revision: i64 = bind(&self.sql.lock_meta, &Values::default())
+            .fetch_one(&mut *txn)
+            .await?
+            .try_get(0)?;
+        let compacted: i64 = sqlx::query("SELECT value FROM meta WHERE name = 'compacted'")
+            .fetch_one(&mut *txn)
+            .await?
+            .try_get(0)?;
+        let locked = (revision, compacted);
         Ok(Box::new(NetworkWriteTxn {
             txn,
             dialect: self.dialect,

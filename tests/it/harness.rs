@@ -142,6 +142,11 @@ impl TestServer {
 
     /// A server over `options.endpoint` (kept when the server stops).
     pub async fn start_on(options: ServerOptions) -> TestServer {
+        // Server logs show in the output of a failed test.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn")
+            .try_init();
         let server = Server::open(options.clone()).await.expect("open server");
         let store = server.store().clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
