@@ -3,16 +3,13 @@
 //! writer for long. Progress is persisted, so a restart resumes where it stopped.
 
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::sync::watch;
 
 use crate::backend::Backend;
+use crate::store::backoff::Backoff;
 
 /// Revisions removed per transaction.
 const WINDOW: i64 = 500;
-/// Wait after a failed window before trying again.
-const RETRY: Duration = Duration::from_secs(1);
 
 pub(crate) struct Compactor {
     pub backend: Arc<dyn Backend>,
@@ -25,20 +22,19 @@ pub(crate) struct Compactor {
 impl Compactor {
     pub async fn run(mut self) {
         let mut done = *self.progress.borrow();
+        let mut backoff = Backoff::default();
         loop {
             let compacted = *self.target.borrow_and_update();
             while done < compacted {
                 let up_to = (done + WINDOW).min(compacted);
                 match self.backend.compact_window(done, up_to).await {
                     Ok(removed) => {
+                        backoff.reset();
                         tracing::debug!(up_to, removed, "compacted history");
                         done = up_to;
                         self.progress.send_replace(done);
                     }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "compaction window failed; retrying");
-                        tokio::time::sleep(RETRY).await;
-                    }
+                    Err(err) => backoff.fail("compactor", &err).await,
                 }
                 // Let the sequencer in between windows.
                 tokio::task::yield_now().await;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::backend::KeyEnd;
 use crate::error::Result;
+use crate::store::backoff::Backoff;
 use crate::store::{Store, WeakStore};
 
 /// Log rows read per query.
@@ -19,6 +20,7 @@ pub(crate) async fn follow(store: WeakStore, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let changes = store.upgrade().and_then(|s| s.backend().change_signal());
+    let mut backoff = Backoff::default();
     loop {
         match &changes {
             Some(changes) => {
@@ -34,8 +36,9 @@ pub(crate) async fn follow(store: WeakStore, interval: Duration) {
         let Some(store) = store.upgrade() else {
             return;
         };
-        if let Err(err) = catch_up(&store).await {
-            tracing::warn!(error = %err, "following the shared database failed; retrying");
+        match catch_up(&store).await {
+            Ok(()) => backoff.reset(),
+            Err(err) => backoff.fail("follower", &err).await,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::backend::LeaseRecord;
 use crate::error::{Error, Result};
 use crate::store::WeakStore;
 use crate::store::apply::Apply;
+use crate::store::backoff::Backoff;
 
 /// etcd's largest lease TTL, in seconds.
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
@@ -111,6 +112,7 @@ impl Apply<'_> {
 pub(crate) async fn expire_leases(store: WeakStore) {
     let mut tick = tokio::time::interval(EXPIRY_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff = Backoff::default();
     loop {
         tick.tick().await;
         let Some(store) = store.upgrade() else {
@@ -121,9 +123,12 @@ pub(crate) async fn expire_leases(store: WeakStore) {
             .expired_leases(now_ms(), EXPIRE_PER_TICK)
             .await
         {
-            Ok(expired) => expired,
+            Ok(expired) => {
+                backoff.reset();
+                expired
+            }
             Err(err) => {
-                tracing::warn!(error = %err, "looking for expired leases failed");
+                backoff.fail("lease expiry", &err).await;
                 continue;
             }
         };

@@ -6,6 +6,7 @@
 //! compactor's).
 
 mod apply;
+mod backoff;
 mod buffer;
 mod compactor;
 mod follower;
