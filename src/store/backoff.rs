@@ -21,7 +21,7 @@ impl Backoff {
     /// Notes a failure and waits before the next try; logs the first failure of a run, then
     /// every tenth.
     pub async fn fail(&mut self, task: &str, error: &crate::error::Error) {
-        if self.failures % 10 == 0 {
+        if self.failures.is_multiple_of(10) {
             tracing::warn!(task, error = %error, failures = self.failures + 1, "background task failed; retrying");
         }
         self.failures = self.failures.saturating_add(1);
