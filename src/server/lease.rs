@@ -1,6 +1,6 @@
 //! The Lease service: grant, revoke, keep-alive (a stream), time-to-live and listing.
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -14,6 +14,8 @@ use crate::store::Store;
 
 pub struct LeaseService {
     pub store: Store,
+    /// Turns true when the server shuts down: keep-alive streams end.
+    pub closing: watch::Receiver<bool>,
 }
 
 #[tonic::async_trait]
@@ -51,9 +53,18 @@ impl Lease for LeaseService {
         let mut inbound = req.into_inner();
         let (outbound, responses) = mpsc::channel(16);
         let store = self.store.clone();
+        let mut closing = self.closing.clone();
         tokio::spawn(async move {
-            // Ends when the client closes the stream, breaks it, or stops reading answers.
-            while let Ok(Some(request)) = inbound.message().await {
+            // Ends when the client closes the stream, breaks it, or stops reading answers, or
+            // when the server shuts down.
+            loop {
+                let request = tokio::select! {
+                    () = super::closed(&mut closing) => return,
+                    request = inbound.message() => match request {
+                        Ok(Some(request)) => request,
+                        Ok(None) | Err(_) => return,
+                    },
+                };
                 let answer = match store.lease_keep_alive(request.id).await {
                     // etcd answers a keep-alive for an unknown lease with TTL 0.
                     Ok(ttl) => Ok(LeaseKeepAliveResponse {

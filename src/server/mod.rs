@@ -39,6 +39,9 @@ const MAX_ENCODED_BYTES: usize = 2 * 1024 * 1024 * 1024;
 /// progress-notification based features.
 pub const DEFAULT_ETCD_VERSION: &str = "3.6.5";
 
+/// After shutdown begins, requests still open after this long are cut off.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How often watchers that asked for progress notifications get one, by default.
 pub const DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -118,13 +121,20 @@ impl Server {
         &self.store
     }
 
-    /// Serves clients on `listener` until `shutdown` completes, then finishes in-flight
-    /// requests and returns.
+    /// Serves clients on `listener` until `shutdown` completes; then ends watch and keep-alive
+    /// streams, finishes in-flight requests (cutting off any still open after
+    /// [`SHUTDOWN_GRACE`]) and returns.
     pub async fn serve(
         self,
         listener: Listener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<()> {
+        let (closing, closed) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            shutdown.await;
+            // Streams that never end on their own would hold the graceful shutdown forever.
+            let _ = closing.send(true);
+        };
         let client_url = listener.client_url()?;
         tracing::info!(%client_url, endpoint = %redact(&self.options.endpoint), "serving etcd v3 API");
         let store = self.store;
@@ -140,11 +150,13 @@ impl Server {
         let watch = WatchServer::new(WatchService {
             store: store.clone(),
             progress_interval: self.options.watch_progress_notify_interval,
+            closing: closed.clone(),
         })
         .max_decoding_message_size(MAX_DECODED_BYTES)
         .max_encoding_message_size(MAX_ENCODED_BYTES);
         let lease = LeaseServer::new(LeaseService {
             store: store.clone(),
+            closing: closed.clone(),
         });
         let cluster = ClusterServer::new(ClusterService {
             store: store.clone(),
@@ -162,20 +174,38 @@ impl Server {
             .add_service(lease)
             .add_service(maintenance)
             .add_service(cluster);
-        let served = match listener {
-            Listener::Tcp(listener) => {
-                router
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-                    .await
-            }
-            Listener::Unix(listener, _) => {
-                router
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-                    .await
+        let serving = async move {
+            match listener {
+                Listener::Tcp(listener) => {
+                    router
+                        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                        .await
+                }
+                Listener::Unix(listener, _) => {
+                    router
+                        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                        .await
+                }
             }
         };
-        served.map_err(|err| Error::Io(std::io::Error::other(err)))
+        let mut closed = closed;
+        let deadline = async move {
+            self::closed(&mut closed).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            served = serving => served.map_err(|err| Error::Io(std::io::Error::other(err))),
+            () = deadline => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still open after the shutdown grace period were cut off");
+                Ok(())
+            }
+        }
     }
+}
+
+/// Completes once the server is shutting down.
+async fn closed(closing: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = closing.wait_for(|closing| *closing).await;
 }
 
 /// The endpoint without a password, for logs.

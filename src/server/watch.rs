@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -23,6 +23,8 @@ pub struct WatchService {
     pub store: Store,
     /// How often watchers that asked for progress notifications get one.
     pub progress_interval: Duration,
+    /// Turns true when the server shuts down: every stream ends.
+    pub closing: watch::Receiver<bool>,
 }
 
 type Outbound = mpsc::Sender<Result<WatchResponse, Status>>;
@@ -40,8 +42,8 @@ impl Watch for WatchService {
             WatchSession::new(self.store.clone()),
             req.into_inner(),
             outbound,
-            self.store.clone(),
             self.progress_interval,
+            self.closing.clone(),
         ));
         Ok(Response::new(ReceiverStream::new(responses)))
     }
@@ -61,10 +63,10 @@ async fn serve_stream(
     mut session: WatchSession,
     mut inbound: Streaming<WatchRequest>,
     outbound: Outbound,
-    store: Store,
     progress_interval: Duration,
+    mut closing: watch::Receiver<bool>,
 ) {
-    let mut head = store.subscribe_head();
+    let mut head = session.subscribe_head();
     let mut progress = tokio::time::interval_at(
         tokio::time::Instant::now() + progress_interval,
         progress_interval,
@@ -89,6 +91,7 @@ async fn serve_stream(
         }
         tokio::select! {
             biased;
+            () = super::closed(&mut closing) => return,
             request = inbound.message() => {
                 let request = match request {
                     Ok(Some(request)) => request,

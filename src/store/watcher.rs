@@ -157,8 +157,9 @@ impl WatchSession {
         self.progress_requested = true;
     }
 
-    pub fn watcher_count(&self) -> usize {
-        self.watchers.len()
+    /// Wakes when the hub has published a newer revision.
+    pub fn subscribe_head(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.store.subscribe_head()
     }
 
     /// Moves every watcher forward by one step. Returns the responses to send, in order, and

@@ -156,3 +156,31 @@ crate::on_every_backend! {
         assert!(alarms.alarms().is_empty());
     }
 }
+
+#[tokio::test]
+async fn shutdown_ends_watch_and_keep_alive_streams() {
+    let mut server = TestServer::start().await;
+    let mut client = server.client().await;
+    let mut watch = crate::harness::RawWatch::open(&server.endpoint()).await;
+    watch
+        .create(etcdshim::proto::WatchCreateRequest {
+            key: "k".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(watch.next().await.created);
+    let lease = client.lease_grant(60, None).await.expect("grant").id();
+    let (_keeper, mut keep_alive) = client.lease_keep_alive(lease).await.expect("keep alive");
+    // A graceful stop would wait forever for these streams if they were not ended.
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .expect("the server stopped although streams were open");
+    assert!(
+        watch.maybe_next(Duration::from_secs(2)).await.is_none(),
+        "the watch stream ended"
+    );
+    assert!(
+        !matches!(keep_alive.message().await, Ok(Some(_))),
+        "the keep-alive stream ended"
+    );
+}
