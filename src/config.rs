@@ -2,10 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::backend::PoolOptions;
-use crate::server::{DEFAULT_ETCD_VERSION, ServerOptions};
+use crate::server::{DEFAULT_ETCD_VERSION, ServerOptions, TlsFiles};
 
 /// An etcd v3 server that keeps its data in SQL.
 #[derive(Debug, Parser)]
@@ -44,6 +45,18 @@ pub struct ServeArgs {
     /// have no events to send (e.g. 5s, 500ms, 1m).
     #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
     pub watch_progress_notify_interval: Duration,
+
+    /// Serve clients over TLS with this certificate (PEM); needs --server-key-file.
+    #[arg(long, requires = "server_key_file", global = true)]
+    pub server_cert_file: Option<PathBuf>,
+
+    /// The private key (PEM) of --server-cert-file.
+    #[arg(long, requires = "server_cert_file", global = true)]
+    pub server_key_file: Option<PathBuf>,
+
+    /// Demand client certificates signed by this CA (PEM); needs --server-cert-file.
+    #[arg(long, requires = "server_cert_file", global = true)]
+    pub trusted_ca_file: Option<PathBuf>,
 
     /// PostgreSQL/MySQL: the most connections the pool opens.
     #[arg(long, default_value_t = 16, global = true)]
@@ -87,6 +100,14 @@ impl ServeArgs {
             endpoint: self.endpoint.clone(),
             emulated_etcd_version: self.emulated_etcd_version.clone(),
             watch_progress_notify_interval: self.watch_progress_notify_interval,
+            tls: match (&self.server_cert_file, &self.server_key_file) {
+                (Some(cert), Some(key)) => Some(TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.trusted_ca_file.clone(),
+                }),
+                _ => None,
+            },
             pool: PoolOptions {
                 max_open: self.datastore_max_open_connections,
                 max_idle: self.datastore_max_idle_connections,

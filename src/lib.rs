@@ -18,4 +18,4 @@ pub mod server;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use server::{Listener, Server, ServerOptions};
+pub use server::{Listener, Server, ServerOptions, TlsFiles};

@@ -18,3 +18,7 @@ pub mod etcdserverpb {
 
 pub use etcdserverpb::*;
 pub use mvccpb::KeyValue;
+
+/// The encoded descriptors of every message and service, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/etcd_descriptors.bin"));

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::backend;
 use crate::error::{Error, Result};
@@ -59,6 +60,42 @@ pub struct ServerOptions {
     pub watch_window_events: usize,
     /// Connection pool settings for PostgreSQL and MySQL.
     pub pool: backend::PoolOptions,
+    /// Serve clients over TLS (and with a CA, demand client certificates signed by it).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for client-facing TLS (Kine's `--server-cert-file`, `--server-key-file`,
+/// `--trusted-ca-file`).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, a client must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    async fn server_config(&self) -> Result<ServerTlsConfig> {
+        let read = |path: &PathBuf| {
+            let path = path.clone();
+            async move {
+                tokio::fs::read(&path).await.map_err(|err| {
+                    Error::Io(std::io::Error::new(
+                        err.kind(),
+                        format!("{}: {err}", path.display()),
+                    ))
+                })
+            }
+        };
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+            read(&self.cert).await?,
+            read(&self.key).await?,
+        ));
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(Certificate::from_pem(read(ca).await?));
+        }
+        Ok(config)
+    }
 }
 
 impl Default for ServerOptions {
@@ -69,6 +106,7 @@ impl Default for ServerOptions {
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             watch_window_events: crate::store::watch_hub::DEFAULT_WINDOW_EVENTS,
             pool: backend::PoolOptions::default(),
+            tls: None,
         }
     }
 }
@@ -94,7 +132,7 @@ impl Listener {
         Ok(Listener::Tcp(TcpListener::bind(address).await?))
     }
 
-    /// The URL clients use to reach this listener.
+    /// The URL clients use to reach this listener (without TLS).
     pub fn client_url(&self) -> Result<String> {
         Ok(match self {
             Listener::Tcp(listener) => format!("http://{}", listener.local_addr()?),
@@ -135,7 +173,10 @@ impl Server {
             // Streams that never end on their own would hold the graceful shutdown forever.
             let _ = closing.send(true);
         };
-        let client_url = listener.client_url()?;
+        let mut client_url = listener.client_url()?;
+        if self.options.tls.is_some() {
+            client_url = client_url.replacen("http://", "https://", 1);
+        }
         tracing::info!(%client_url, endpoint = %redact(&self.options.endpoint), "serving etcd v3 API");
         let store = self.store;
         let kv = KvServer::new(KvService {
@@ -165,10 +206,26 @@ impl Server {
         });
         // etcd's keepalive policy: clients may ping as often as every 5 s (hyper accepts any
         // ping rate); the server pings idle connections every 2 h and drops dead ones.
-        let router = tonic::transport::Server::builder()
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+        let mut builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(tls) = &self.options.tls {
+            builder = builder
+                .tls_config(tls.server_config().await?)
+                .map_err(|err| Error::Io(std::io::Error::other(err)))?;
+        }
+        let router = builder
+            .add_service(health_service)
+            .add_service(reflection)
             .add_service(kv)
             .add_service(watch)
             .add_service(lease)

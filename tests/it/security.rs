@@ -1,0 +1,178 @@
+//! Client-facing TLS and client-certificate authentication, the health service, reflection.
+
+use std::path::{Path, PathBuf};
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcdshim::{ServerOptions, TlsFiles};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+use crate::harness::TestServer;
+
+/// A CA and a certificate it signed, as PEM.
+struct Pki {
+    ca: String,
+    cert: String,
+    key: String,
+}
+
+fn ca() -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
+}
+
+fn issue(ca: &CertifiedIssuer<'static, KeyPair>, names: &[&str]) -> Pki {
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .expect("params");
+    let cert = params.signed_by(&key, ca).expect("sign");
+    Pki {
+        ca: ca.pem(),
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write PEM");
+    path
+}
+
+async fn tls_server(dir: &Path, server: &Pki, client_ca: Option<&str>) -> TestServer {
+    let tls = TlsFiles {
+        cert: write(dir, "server.pem", &server.cert),
+        key: write(dir, "server-key.pem", &server.key),
+        client_ca: client_ca.map(|ca| write(dir, "client-ca.pem", ca)),
+    };
+    TestServer::start_with(ServerOptions {
+        tls: Some(tls),
+        ..ServerOptions::default()
+    })
+    .await
+}
+
+async fn try_put(
+    server: &TestServer,
+    server_ca: &str,
+    identity: Option<&Pki>,
+) -> Result<(), String> {
+    let mut tls = TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(server_ca))
+        .domain_name("localhost");
+    if let Some(client) = identity {
+        tls = tls.identity(Identity::from_pem(&client.cert, &client.key));
+    }
+    let options = ConnectOptions::new()
+        .with_tls(tls)
+        .with_connect_timeout(std::time::Duration::from_secs(5));
+    let endpoint = format!("https://{}", server.addr);
+    let mut client = Client::connect([endpoint], Some(options))
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .put("tls", "ok", None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn client_certificates_signed_by_the_trusted_ca_are_required() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server_ca = ca();
+    let clients_ca = ca();
+    let stranger_ca = ca();
+    let server_pki = issue(&server_ca, &["localhost"]);
+    let trusted = issue(&clients_ca, &["client"]);
+    let stranger = issue(&stranger_ca, &["client"]);
+    let server = tls_server(dir.path(), &server_pki, Some(&clients_ca.pem())).await;
+    try_put(&server, &server_pki.ca, Some(&trusted))
+        .await
+        .expect("a trusted client certificate is accepted");
+    assert!(
+        try_put(&server, &server_pki.ca, None).await.is_err(),
+        "no client certificate is refused"
+    );
+    assert!(
+        try_put(&server, &server_pki.ca, Some(&stranger))
+            .await
+            .is_err(),
+        "a certificate from another CA is refused"
+    );
+    // Plain HTTP/2 does not reach a TLS server.
+    let plain = Client::connect(
+        [format!("http://{}", server.addr)],
+        Some(ConnectOptions::new().with_timeout(std::time::Duration::from_secs(3))),
+    )
+    .await;
+    if let Ok(mut plain) = plain {
+        assert!(plain.put("x", "y", None).await.is_err());
+    }
+}
+
+#[tokio::test]
+async fn tls_without_a_trusted_ca_accepts_any_client() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server_ca = ca();
+    let server_pki = issue(&server_ca, &["localhost"]);
+    let server = tls_server(dir.path(), &server_pki, None).await;
+    try_put(&server, &server_pki.ca, None)
+        .await
+        .expect("TLS without client authentication");
+}
+
+#[tokio::test]
+async fn health_and_reflection_services() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let server = TestServer::start().await;
+    let channel = tonic::transport::Channel::from_shared(server.endpoint())
+        .expect("url")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = HealthClient::new(channel.clone());
+    let status = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(status.status, ServingStatus::Serving as i32);
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = responses.message().await.expect("stream").expect("answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list: {response:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for wanted in [
+        "etcdserverpb.KV",
+        "etcdserverpb.Watch",
+        "etcdserverpb.Lease",
+        "etcdserverpb.Maintenance",
+        "etcdserverpb.Cluster",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "{wanted} missing from {names:?}"
+        );
+    }
+}
