@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::PoolOptions;
+use crate::backend::DatastoreOptions;
 use crate::server::{DEFAULT_ETCD_VERSION, ServerOptions, TlsFiles};
 
 /// An etcd v3 server that keeps its data in SQL.
@@ -58,6 +58,14 @@ pub struct ServeArgs {
     #[arg(long, requires = "server_cert_file", global = true)]
     pub trusted_ca_file: Option<PathBuf>,
 
+    /// Log SQL statements slower than this (as warnings, with the statement's text).
+    #[arg(long, default_value = "1s", value_parser = parse_duration, global = true)]
+    pub slow_sql_threshold: Duration,
+
+    /// Log lines as plain text or as JSON objects (one per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
     /// PostgreSQL/MySQL: the most connections the pool opens.
     #[arg(long, default_value_t = 16, global = true)]
     pub datastore_max_open_connections: u32,
@@ -70,6 +78,12 @@ pub struct ServeArgs {
     /// connections for as long as they work.
     #[arg(long, value_parser = parse_duration, global = true)]
     pub datastore_connection_max_lifetime: Option<Duration>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Parses `500ms`, `5s`, `2m` or `1h`.
@@ -108,10 +122,11 @@ impl ServeArgs {
                 }),
                 _ => None,
             },
-            pool: PoolOptions {
+            datastore: DatastoreOptions {
                 max_open: self.datastore_max_open_connections,
                 max_idle: self.datastore_max_idle_connections,
                 max_lifetime: self.datastore_connection_max_lifetime,
+                slow_sql_threshold: self.slow_sql_threshold,
             },
             ..ServerOptions::default()
         }

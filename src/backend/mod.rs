@@ -10,7 +10,7 @@ mod multirow;
 mod network;
 mod sqlite;
 
-pub use network::{NetworkBackend, PoolOptions};
+pub use network::NetworkBackend;
 pub use sqlite::SqliteBackend;
 
 use async_trait::async_trait;
@@ -179,16 +179,45 @@ pub trait Backend: Send + Sync + 'static {
     async fn keys_of_lease(&self, lease: i64) -> Result<Vec<Bytes>>;
 }
 
+/// How to talk to the datastore (Kine's `--datastore-*` flags and `--slow-sql-threshold`).
+#[derive(Clone, Copy, Debug)]
+pub struct DatastoreOptions {
+    /// PostgreSQL/MySQL: the most connections the pool opens.
+    pub max_open: u32,
+    /// PostgreSQL/MySQL: connections kept open while idle.
+    pub max_idle: u32,
+    /// PostgreSQL/MySQL: replace a connection after this long.
+    pub max_lifetime: Option<std::time::Duration>,
+    /// Statements slower than this are logged (as warnings, with the statement's text).
+    pub slow_sql_threshold: std::time::Duration,
+}
+
+impl Default for DatastoreOptions {
+    fn default() -> Self {
+        DatastoreOptions {
+            max_open: 16,
+            max_idle: 2,
+            max_lifetime: None,
+            slow_sql_threshold: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
 /// The database name used when an endpoint names none (Kine's default).
 pub const DEFAULT_DATABASE: &str = "kubernetes";
 
 /// Opens the backend named by a Kine-style endpoint: `sqlite://PATH`,
 /// `postgres://user:pass@host:port/db?sslmode=...`, `mysql://user:pass@tcp(host:port)/db` or
 /// `mysql://user:pass@host:port/db`. A missing database is created.
-pub async fn open(endpoint: &str, pool: PoolOptions) -> Result<std::sync::Arc<dyn Backend>> {
+pub async fn open(
+    endpoint: &str,
+    options: DatastoreOptions,
+) -> Result<std::sync::Arc<dyn Backend>> {
     if let Some(path) = endpoint.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or_default();
-        return Ok(std::sync::Arc::new(SqliteBackend::open(path).await?));
+        return Ok(std::sync::Arc::new(
+            SqliteBackend::open(path, options.slow_sql_threshold).await?,
+        ));
     }
     let (dialect, url) = if endpoint.starts_with("postgres://")
         || endpoint.starts_with("postgresql://")
@@ -203,7 +232,7 @@ pub async fn open(endpoint: &str, pool: PoolOptions) -> Result<std::sync::Arc<dy
     };
     let database = database_name(&url).unwrap_or(DEFAULT_DATABASE).to_string();
     Ok(std::sync::Arc::new(
-        NetworkBackend::open(dialect, &url, &database, pool).await?,
+        NetworkBackend::open(dialect, &url, &database, options).await?,
     ))
 }
 

@@ -6,6 +6,7 @@
 //! only after every lower one: no gaps, no fill rows. Readers ask the database for its revision,
 //! so a read is never older than a write another process acknowledged.
 
+use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,36 +15,20 @@ use bytes::Bytes;
 use rand::Rng as _;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
-use sqlx::{Any, AnyPool, AssertSqlSafe, Row as _, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, ConnectOptions as _, Row as _, Transaction};
 use tokio::sync::Notify;
 
 use super::dialect::{Dialect, Param, RangeStatements, Sql};
 use super::multirow::{MultiRow, placeholders};
-use super::{Backend, DbSize, KeyEnd, KvRead, LeaseRecord, LogRow, Meta, WriteTxn};
+use super::{
+    Backend, DatastoreOptions, DbSize, KeyEnd, KvRead, LeaseRecord, LogRow, Meta, WriteTxn,
+};
 use crate::error::{Error, Result};
 use crate::proto::KeyValue;
 use crate::proto::mvccpb::{Event, event::EventType};
 
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 static MYSQL_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/mysql");
-
-/// Connection pool settings (Kine's `--datastore-*` flags).
-#[derive(Clone, Copy, Debug)]
-pub struct PoolOptions {
-    pub max_open: u32,
-    pub max_idle: u32,
-    pub max_lifetime: Option<Duration>,
-}
-
-impl Default for PoolOptions {
-    fn default() -> Self {
-        PoolOptions {
-            max_open: 16,
-            max_idle: 2,
-            max_lifetime: None,
-        }
-    }
-}
 
 /// The values a statement's parameters take.
 #[derive(Default)]
@@ -394,7 +379,7 @@ impl NetworkBackend {
         dialect: Dialect,
         url: &str,
         database: &str,
-        options: PoolOptions,
+        options: DatastoreOptions,
     ) -> Result<NetworkBackend> {
         sqlx::any::install_default_drivers();
         create_database(dialect, url, database).await?;
@@ -417,7 +402,14 @@ impl NetworkBackend {
                     Ok(())
                 })
             })
-            .connect(&url)
+            .connect_with(
+                sqlx::any::AnyConnectOptions::from_str(&url)?
+                    .log_statements(tracing::log::LevelFilter::Trace)
+                    .log_slow_statements(
+                        tracing::log::LevelFilter::Warn,
+                        options.slow_sql_threshold,
+                    ),
+            )
             .await?;
         let migrator = match dialect {
             Dialect::Postgres => &POSTGRES_MIGRATIONS,

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection as _, Row as _};
+use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, Row as _};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::multirow::{MultiRow, placeholders};
@@ -274,7 +274,8 @@ struct WriterConnection {
 
 impl SqliteBackend {
     /// Opens (creating if needed) the database file at `path` and applies the migrations.
-    pub async fn open(path: &str) -> Result<SqliteBackend> {
+    /// Statements slower than `slow_statement` are logged as warnings.
+    pub async fn open(path: &str, slow_statement: Duration) -> Result<SqliteBackend> {
         if path.is_empty() {
             return Err(Error::InvalidEndpoint("sqlite:// needs a file path".into()));
         }
@@ -290,7 +291,9 @@ impl SqliteBackend {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", "-32768")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, slow_statement);
         let mut conn = SqliteConnection::connect_with(&options).await?;
         MIGRATOR.run(&mut conn).await?;
         let pool = SqlitePoolOptions::new()

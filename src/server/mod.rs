@@ -58,8 +58,8 @@ pub struct ServerOptions {
     /// How many recent events the watch hub keeps in memory; watchers further behind read the
     /// log.
     pub watch_window_events: usize,
-    /// Connection pool settings for PostgreSQL and MySQL.
-    pub pool: backend::PoolOptions,
+    /// How to talk to the datastore: pool settings, slow-statement logging.
+    pub datastore: backend::DatastoreOptions,
     /// Serve clients over TLS (and with a CA, demand client certificates signed by it).
     pub tls: Option<TlsFiles>,
 }
@@ -105,7 +105,7 @@ impl Default for ServerOptions {
             emulated_etcd_version: DEFAULT_ETCD_VERSION.to_string(),
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             watch_window_events: crate::store::watch_hub::DEFAULT_WINDOW_EVENTS,
-            pool: backend::PoolOptions::default(),
+            datastore: backend::DatastoreOptions::default(),
             tls: None,
         }
     }
@@ -150,7 +150,7 @@ pub struct Server {
 impl Server {
     /// Opens the datastore named by `options.endpoint` (creating and migrating it as needed).
     pub async fn open(options: ServerOptions) -> Result<Server> {
-        let backend = backend::open(&options.endpoint, options.pool).await?;
+        let backend = backend::open(&options.endpoint, options.datastore).await?;
         let store = Store::open(backend, options.watch_window_events).await?;
         Ok(Server { store, options })
     }
