@@ -58,6 +58,10 @@ pub struct ServeArgs {
     #[arg(long, requires = "server_cert_file", global = true)]
     pub trusted_ca_file: Option<PathBuf>,
 
+    /// Serve Prometheus metrics at http://ADDRESS/metrics; 0 turns them off.
+    #[arg(long, default_value = "127.0.0.1:8080", global = true)]
+    pub metrics_bind_address: String,
+
     /// Log SQL statements slower than this (as warnings, with the statement's text).
     #[arg(long, default_value = "1s", value_parser = parse_duration, global = true)]
     pub slow_sql_threshold: Duration,

@@ -6,13 +6,14 @@
 //!   lazy compaction.
 //! - [`backend`]: SQL, one dialect per database; schemas live in `migrations/`.
 //!
-//! [`proto`] holds the types generated from etcd's protobuf definitions and [`config`] the
+//! [`metrics`] holds the Prometheus series and their endpoint. [`proto`] holds the types generated from etcd's protobuf definitions and [`config`] the
 //! command line. To embed a server, open a [`Server`] and call [`Server::serve`] with a listener
 //! you bound and a future that says when to stop (see `examples/embedded.rs`).
 
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod proto;
 pub mod server;
 pub mod store;

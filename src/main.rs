@@ -30,6 +30,14 @@ async fn main() -> std::process::ExitCode {
 async fn serve(args: &etcdshim::config::ServeArgs) -> etcdshim::Result<()> {
     let server = Server::open(args.server_options()).await?;
     let listener = Listener::bind(&args.listen_address).await?;
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if args.metrics_bind_address != "0" {
+        let metrics = tokio::net::TcpListener::bind(&args.metrics_bind_address).await?;
+        tracing::info!(address = %metrics.local_addr()?, "serving metrics at /metrics");
+        tokio::spawn(etcdshim::metrics::serve(metrics, async {
+            let _ = metrics_stopped.await;
+        }));
+    }
     let mut terminate = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
@@ -38,5 +46,7 @@ async fn serve(args: &etcdshim::config::ServeArgs) -> etcdshim::Result<()> {
         }
         tracing::info!("shutting down");
     };
-    server.serve(listener, shutdown).await
+    let served = server.serve(listener, shutdown).await;
+    let _ = stop_metrics.send(());
+    served
 }

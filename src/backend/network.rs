@@ -718,11 +718,19 @@ impl KvRead for NetworkReader {
         revision: i64,
         limit: i64,
     ) -> Result<Vec<KeyValue>> {
-        range_at(&mut self.conn, &self.sql, key, end, revision, limit).await
+        crate::metrics::timed(
+            "range",
+            range_at(&mut self.conn, &self.sql, key, end, revision, limit),
+        )
+        .await
     }
 
     async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64> {
-        count_at(&mut self.conn, &self.sql, key, end, revision).await
+        crate::metrics::timed(
+            "count",
+            count_at(&mut self.conn, &self.sql, key, end, revision),
+        )
+        .await
     }
 }
 
@@ -743,11 +751,19 @@ impl KvRead for NetworkWriteTxn {
         revision: i64,
         limit: i64,
     ) -> Result<Vec<KeyValue>> {
-        range_at(&mut self.txn, &self.sql, key, end, revision, limit).await
+        crate::metrics::timed(
+            "range",
+            range_at(&mut self.txn, &self.sql, key, end, revision, limit),
+        )
+        .await
     }
 
     async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64> {
-        count_at(&mut self.txn, &self.sql, key, end, revision).await
+        crate::metrics::timed(
+            "count",
+            count_at(&mut self.txn, &self.sql, key, end, revision),
+        )
+        .await
     }
 }
 

@@ -573,11 +573,19 @@ impl KvRead for SqliteReader {
         revision: i64,
         limit: i64,
     ) -> Result<Vec<KeyValue>> {
-        range_at(&mut self.conn, &self.sql, key, end, revision, limit).await
+        crate::metrics::timed(
+            "range",
+            range_at(&mut self.conn, &self.sql, key, end, revision, limit),
+        )
+        .await
     }
 
     async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64> {
-        count_at(&mut self.conn, &self.sql, key, end, revision).await
+        crate::metrics::timed(
+            "count",
+            count_at(&mut self.conn, &self.sql, key, end, revision),
+        )
+        .await
     }
 }
 
@@ -595,11 +603,19 @@ impl KvRead for SqliteWriteTxn {
         revision: i64,
         limit: i64,
     ) -> Result<Vec<KeyValue>> {
-        range_at(&mut self.writer.conn, &self.sql, key, end, revision, limit).await
+        crate::metrics::timed(
+            "range",
+            range_at(&mut self.writer.conn, &self.sql, key, end, revision, limit),
+        )
+        .await
     }
 
     async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64> {
-        count_at(&mut self.writer.conn, &self.sql, key, end, revision).await
+        crate::metrics::timed(
+            "count",
+            count_at(&mut self.writer.conn, &self.sql, key, end, revision),
+        )
+        .await
     }
 }
 

@@ -224,6 +224,7 @@ impl Server {
                 .map_err(|err| Error::Io(std::io::Error::other(err)))?;
         }
         let router = builder
+            .layer(crate::metrics::GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(kv)

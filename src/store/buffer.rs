@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::backend::{KeyEnd, KvRead, LeaseRecord, LogRow, WriteTxn};
 use crate::error::Result;
+use crate::metrics::timed;
 use crate::proto::KeyValue;
 use crate::proto::mvccpb::{Event, event::EventType};
 
@@ -61,7 +62,7 @@ impl WriteBuffer {
         if keys.is_empty() {
             return Ok(());
         }
-        let found = self.txn.current(&keys).await?;
+        let found = timed("current", self.txn.current(&keys)).await?;
         for key in keys {
             self.state.insert(key, None);
         }
@@ -159,7 +160,7 @@ impl WriteBuffer {
                 _ => gone.push(key),
             }
         }
-        self.txn.write(&self.log, &live, &gone).await?;
+        timed("write", self.txn.write(&self.log, &live, &gone)).await?;
         self.log.clear();
         self.last_row.clear();
         Ok(())
@@ -168,26 +169,26 @@ impl WriteBuffer {
     /// The live keys attached to `lease`, including this batch's changes.
     pub async fn keys_with_lease(&mut self, lease: i64) -> Result<Vec<KeyValue>> {
         self.flush().await?;
-        self.txn.keys_with_lease(lease).await
+        timed("keys_with_lease", self.txn.keys_with_lease(lease)).await
     }
 
     pub async fn lease(&mut self, lease: i64) -> Result<Option<LeaseRecord>> {
-        self.txn.lease(lease).await
+        timed("lease", self.txn.lease(lease)).await
     }
 
     pub async fn save_lease(&mut self, lease: LeaseRecord) -> Result<()> {
-        self.txn.save_lease(lease).await
+        timed("save_lease", self.txn.save_lease(lease)).await
     }
 
     pub async fn delete_lease(&mut self, lease: i64) -> Result<()> {
-        self.txn.delete_lease(lease).await
+        timed("delete_lease", self.txn.delete_lease(lease)).await
     }
 
     /// Writes what is pending and the bookkeeping, commits, and returns the batch's events.
     pub async fn commit(mut self, head: i64, compacted: i64) -> Result<Vec<Event>> {
         self.flush().await?;
-        self.txn.save_meta(head, compacted).await?;
-        self.txn.commit().await?;
+        timed("save_meta", self.txn.save_meta(head, compacted)).await?;
+        timed("commit", self.txn.commit()).await?;
         Ok(self.events)
     }
 }

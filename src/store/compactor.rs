@@ -27,12 +27,15 @@ impl Compactor {
             let compacted = *self.target.borrow_and_update();
             while done < compacted {
                 let up_to = (done + WINDOW).min(compacted);
-                match self.backend.compact_window(done, up_to).await {
+                match crate::metrics::timed("compact", self.backend.compact_window(done, up_to))
+                    .await
+                {
                     Ok(removed) => {
                         backoff.reset();
                         tracing::debug!(up_to, removed, "compacted history");
                         done = up_to;
                         self.progress.send_replace(done);
+                        crate::metrics::metrics().compaction_progress.set(done);
                     }
                     Err(err) => backoff.fail("compactor", &err).await,
                 }

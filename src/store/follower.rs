@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::backend::KeyEnd;
 use crate::error::Result;
+use crate::metrics::timed;
 use crate::store::backoff::Backoff;
 use crate::store::{Store, WeakStore};
 
@@ -45,7 +46,7 @@ pub(crate) async fn follow(store: WeakStore, interval: Duration) {
 
 async fn catch_up(store: &Store) -> Result<()> {
     let backend = store.backend();
-    if let Some((head, compacted)) = backend.latest_revisions().await? {
+    if let Some((head, compacted)) = timed("latest_revision", backend.latest_revisions()).await? {
         store.shared.revisions.publish(head, compacted);
         store.note_compacted(compacted);
     }
@@ -55,9 +56,11 @@ async fn catch_up(store: &Store) -> Result<()> {
         if from > store.head() {
             return Ok(());
         }
-        let mut events = backend
-            .history(b"\0", &KeyEnd::Unbounded, from, i64::MAX, PAGE, true)
-            .await?;
+        let mut events = timed(
+            "history",
+            backend.history(b"\0", &KeyEnd::Unbounded, from, i64::MAX, PAGE, true),
+        )
+        .await?;
         let revision_of = |i: usize| {
             events
                 .get(i)

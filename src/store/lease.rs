@@ -118,10 +118,11 @@ pub(crate) async fn expire_leases(store: WeakStore) {
         let Some(store) = store.upgrade() else {
             return;
         };
-        let expired = match store
-            .backend()
-            .expired_leases(now_ms(), EXPIRE_PER_TICK)
-            .await
+        let expired = match crate::metrics::timed(
+            "expired_leases",
+            store.backend().expired_leases(now_ms(), EXPIRE_PER_TICK),
+        )
+        .await
         {
             Ok(expired) => {
                 backoff.reset();

@@ -58,8 +58,14 @@ impl Revisions {
 
     /// Moves the revisions forward (never back: another process's news may have come first).
     fn publish(&self, head: i64, compacted: i64) {
-        self.compacted.fetch_max(compacted, Ordering::AcqRel);
-        self.head.fetch_max(head, Ordering::AcqRel);
+        let compacted = self
+            .compacted
+            .fetch_max(compacted, Ordering::AcqRel)
+            .max(compacted);
+        let head = self.head.fetch_max(head, Ordering::AcqRel).max(head);
+        let metrics = crate::metrics::metrics();
+        metrics.revision.set(head);
+        metrics.compacted_revision.set(compacted);
     }
 }
 
@@ -207,7 +213,9 @@ impl Store {
     /// Range at the head or at a past revision (a true snapshot).
     pub async fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         // On a shared database, other processes may have written since this one last looked.
-        if let Some((head, compacted)) = self.shared.backend.latest_revisions().await? {
+        if let Some((head, compacted)) =
+            crate::metrics::timed("latest_revision", self.shared.backend.latest_revisions()).await?
+        {
             self.shared.revisions.publish(head, compacted);
         }
         let head = self.head();
@@ -290,7 +298,10 @@ impl Store {
     /// Grants a lease (`id` 0: the server picks one); returns it.
     pub async fn lease_grant(&self, id: i64, ttl: i64) -> Result<LeaseRecord> {
         match self.write(WriteOp::LeaseGrant { id, ttl }).await? {
-            WriteOutcome::LeaseGranted(lease) => Ok(lease),
+            WriteOutcome::LeaseGranted(lease) => {
+                crate::metrics::metrics().lease_grants.inc();
+                Ok(lease)
+            }
             _ => Err(Error::Unavailable),
         }
     }
@@ -298,7 +309,11 @@ impl Store {
     /// Revokes a lease and deletes its keys at one revision.
     pub async fn lease_revoke(&self, id: i64) -> Result<()> {
         match self.write(WriteOp::LeaseRevoke(id)).await? {
-            WriteOutcome::LeaseRevoked => Ok(()),
+            WriteOutcome::LeaseRevoked => {
+                let revocations = &crate::metrics::metrics().lease_revocations;
+                revocations.with_label_values(&["revoked"]).inc();
+                Ok(())
+            }
             _ => Err(Error::Unavailable),
         }
     }
@@ -313,7 +328,13 @@ impl Store {
 
     async fn expire_lease(&self, id: i64) -> Result<bool> {
         match self.write(WriteOp::LeaseExpire(id)).await? {
-            WriteOutcome::LeaseExpired(expired) => Ok(expired),
+            WriteOutcome::LeaseExpired(expired) => {
+                if expired {
+                    let revocations = &crate::metrics::metrics().lease_revocations;
+                    revocations.with_label_values(&["expired"]).inc();
+                }
+                Ok(expired)
+            }
             _ => Err(Error::Unavailable),
         }
     }

@@ -127,6 +127,7 @@ impl WatchSession {
             canceled.compact_revision = compacted;
             return vec![created, canceled];
         }
+        crate::metrics::metrics().watchers.inc();
         self.watchers.insert(
             id,
             Watcher {
@@ -147,6 +148,7 @@ impl WatchSession {
     /// Cancels a watcher; unknown ids get no answer, as in etcd.
     pub fn cancel(&mut self, watch_id: i64) -> Option<WatchResponse> {
         self.watchers.remove(&watch_id)?;
+        crate::metrics::metrics().watchers.dec();
         let mut canceled = self.response(watch_id, self.store.head());
         canceled.canceled = true;
         Some(canceled)
@@ -221,7 +223,9 @@ impl WatchSession {
             }
         }
         for id in canceled {
-            self.watchers.remove(&id);
+            if self.watchers.remove(&id).is_some() {
+                crate::metrics::metrics().watchers.dec();
+            }
         }
         if self.progress_requested && self.watchers.values().all(|w| w.next > head) {
             self.progress_requested = false;
@@ -243,16 +247,18 @@ impl WatchSession {
             return Ok((Vec::new(), up_to + 1));
         };
         let backend = self.store.backend();
-        let mut events = backend
-            .history(
+        let mut events = crate::metrics::timed(
+            "history",
+            backend.history(
                 &watcher.key,
                 &watcher.end,
                 watcher.next,
                 up_to,
                 LOG_ROWS_PER_PUMP,
                 watcher.prev_kv,
-            )
-            .await?;
+            ),
+        )
+        .await?;
         let mut next = up_to + 1;
         if events.len() as i64 >= LOG_ROWS_PER_PUMP {
             let last = revision_of(events.last());
@@ -329,6 +335,9 @@ impl WatchSession {
     }
 
     fn events_response(&self, id: i64, revision: i64, events: Vec<Event>) -> WatchResponse {
+        crate::metrics::metrics()
+            .events_sent
+            .inc_by(events.len() as u64);
         let mut response = self.response(id, revision);
         response.events = events;
         response
@@ -350,4 +359,13 @@ fn revision_of(event: Option<&Event>) -> i64 {
     event
         .and_then(|e| e.kv.as_ref())
         .map_or(0, |kv| kv.mod_revision)
+}
+
+impl Drop for WatchSession {
+    /// The stream ended: its watches are gone.
+    fn drop(&mut self) {
+        crate::metrics::metrics()
+            .watchers
+            .sub(self.watchers.len() as i64);
+    }
 }

@@ -116,6 +116,9 @@ impl Writer {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
             self.stats.record(batch.len());
+            crate::metrics::metrics()
+                .batch_size
+                .observe(batch.len() as f64);
             match self.commit(&batch).await {
                 Ok(Committed {
                     outcomes,
@@ -155,7 +158,7 @@ impl Writer {
     /// Applies and commits one batch; on success returns each request's outcome and the new
     /// head and compacted revisions.
     async fn commit(&self, batch: &[WriteRequest]) -> Result<Committed> {
-        let txn = self.backend.begin_write().await?;
+        let txn = crate::metrics::timed("begin", self.backend.begin_write()).await?;
         let (mut head, mut compacted) = txn
             .locked_revisions()
             .unwrap_or((self.revisions.head(), self.revisions.compacted()));

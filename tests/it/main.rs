@@ -11,6 +11,7 @@ mod kube;
 mod kv;
 mod lease;
 mod maintenance;
+mod metrics;
 mod security;
 mod servers;
 mod txn;
