@@ -62,6 +62,15 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080", global = true)]
     pub metrics_bind_address: String,
 
+    /// The most concurrent gRPC streams (requests, watch and keep-alive streams) per client
+    /// connection.
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_CONCURRENT_STREAMS, global = true)]
+    pub max_concurrent_streams: u32,
+
+    /// The most watches one watch stream may hold; more are refused with a reason.
+    #[arg(long, default_value_t = crate::server::DEFAULT_MAX_WATCHES_PER_STREAM, global = true)]
+    pub max_watches_per_stream: usize,
+
     /// Log SQL statements slower than this (as warnings, with the statement's text).
     #[arg(long, default_value = "1s", value_parser = parse_duration, global = true)]
     pub slow_sql_threshold: Duration,
@@ -126,6 +135,8 @@ impl ServeArgs {
                 }),
                 _ => None,
             },
+            max_concurrent_streams: self.max_concurrent_streams,
+            max_watches_per_stream: self.max_watches_per_stream,
             datastore: DatastoreOptions {
                 max_open: self.datastore_max_open_connections,
                 max_idle: self.datastore_max_idle_connections,

@@ -40,6 +40,12 @@ const MAX_ENCODED_BYTES: usize = 2 * 1024 * 1024 * 1024;
 /// progress-notification based features.
 pub const DEFAULT_ETCD_VERSION: &str = "3.6.5";
 
+/// Concurrent streams per client connection, by default (kube-apiserver multiplexes many
+/// watches and requests over few connections).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 10_000;
+/// Watches per watch stream, by default.
+pub const DEFAULT_MAX_WATCHES_PER_STREAM: usize = 10_000;
+
 /// After shutdown begins, requests still open after this long are cut off.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -62,6 +68,11 @@ pub struct ServerOptions {
     pub datastore: backend::DatastoreOptions,
     /// Serve clients over TLS (and with a CA, demand client certificates signed by it).
     pub tls: Option<TlsFiles>,
+    /// The most concurrent gRPC streams (requests and watch/keep-alive streams) per client
+    /// connection.
+    pub max_concurrent_streams: u32,
+    /// The most watches one watch stream may hold.
+    pub max_watches_per_stream: usize,
 }
 
 /// PEM files for client-facing TLS (Kine's `--server-cert-file`, `--server-key-file`,
@@ -107,6 +118,8 @@ impl Default for ServerOptions {
             watch_window_events: crate::store::watch_hub::DEFAULT_WINDOW_EVENTS,
             datastore: backend::DatastoreOptions::default(),
             tls: None,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_watches_per_stream: DEFAULT_MAX_WATCHES_PER_STREAM,
         }
     }
 }
@@ -191,6 +204,7 @@ impl Server {
         let watch = WatchServer::new(WatchService {
             store: store.clone(),
             progress_interval: self.options.watch_progress_notify_interval,
+            max_watches: self.options.max_watches_per_stream,
             closing: closed.clone(),
         })
         .max_decoding_message_size(MAX_DECODED_BYTES)
@@ -217,7 +231,8 @@ impl Server {
         let mut builder = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .max_concurrent_streams(Some(self.options.max_concurrent_streams));
         if let Some(tls) = &self.options.tls {
             builder = builder
                 .tls_config(tls.server_config().await?)

@@ -23,6 +23,8 @@ pub struct WatchService {
     pub store: Store,
     /// How often watchers that asked for progress notifications get one.
     pub progress_interval: Duration,
+    /// The most watches one stream may hold.
+    pub max_watches: usize,
     /// Turns true when the server shuts down: every stream ends.
     pub closing: watch::Receiver<bool>,
 }
@@ -39,7 +41,7 @@ impl Watch for WatchService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (outbound, responses) = mpsc::channel(OUTBOUND_BUFFER);
         tokio::spawn(serve_stream(
-            WatchSession::new(self.store.clone()),
+            WatchSession::new(self.store.clone(), self.max_watches),
             req.into_inner(),
             outbound,
             self.progress_interval,

@@ -65,15 +65,18 @@ impl Watcher {
 pub struct WatchSession {
     store: Store,
     watchers: BTreeMap<i64, Watcher>,
+    /// The most watches this stream may hold.
+    max_watches: usize,
     next_id: i64,
     progress_requested: bool,
 }
 
 impl WatchSession {
-    pub fn new(store: Store) -> WatchSession {
+    pub fn new(store: Store, max_watches: usize) -> WatchSession {
         WatchSession {
             store,
             watchers: BTreeMap::new(),
+            max_watches,
             next_id: 0,
             progress_requested: false,
         }
@@ -104,6 +107,14 @@ impl WatchSession {
         if req.watch_id != 0 && self.watchers.contains_key(&req.watch_id) {
             created.canceled = true;
             created.cancel_reason = "mvcc: duplicate watch ID provided on the WatchStream".into();
+            return vec![created];
+        }
+        if self.watchers.len() >= self.max_watches {
+            created.canceled = true;
+            created.cancel_reason = format!(
+                "etcdshim: this stream already holds {} watches, the most allowed",
+                self.max_watches
+            );
             return vec![created];
         }
         if req.watch_id == 0 {

@@ -10,6 +10,7 @@ mod harness;
 mod kube;
 mod kv;
 mod lease;
+mod limits;
 mod maintenance;
 mod metrics;
 mod security;
