@@ -3,6 +3,7 @@
 
 mod compaction;
 mod concurrency;
+mod crash;
 mod differential;
 mod etcdctl;
 mod guarantees;
