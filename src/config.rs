@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::DatastoreOptions;
+use crate::backend::{DatabaseTls, DatastoreOptions};
 use crate::server::{DEFAULT_ETCD_VERSION, ServerOptions, TlsFiles};
 
 /// An etcd v3 server that keeps its data in SQL.
@@ -79,6 +79,19 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
+    /// PostgreSQL/MySQL: verify the database's certificate against this CA (PEM); turns on
+    /// full verification unless the endpoint sets sslmode / ssl-mode.
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
+
+    /// PostgreSQL/MySQL: client certificate (PEM) presented to the database.
+    #[arg(long, requires = "key_file", global = true)]
+    pub cert_file: Option<PathBuf>,
+
+    /// PostgreSQL/MySQL: the private key (PEM) of --cert-file.
+    #[arg(long, requires = "cert_file", global = true)]
+    pub key_file: Option<PathBuf>,
+
     /// PostgreSQL/MySQL: the most connections the pool opens.
     #[arg(long, default_value_t = 16, global = true)]
     pub datastore_max_open_connections: u32,
@@ -142,6 +155,11 @@ impl ServeArgs {
                 max_idle: self.datastore_max_idle_connections,
                 max_lifetime: self.datastore_connection_max_lifetime,
                 slow_sql_threshold: self.slow_sql_threshold,
+                tls: DatabaseTls {
+                    ca_file: self.ca_file.clone(),
+                    cert_file: self.cert_file.clone(),
+                    key_file: self.key_file.clone(),
+                },
             },
             ..ServerOptions::default()
         }

@@ -179,8 +179,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn keys_of_lease(&self, lease: i64) -> Result<Vec<Bytes>>;
 }
 
-/// How to talk to the datastore (Kine's `--datastore-*` flags and `--slow-sql-threshold`).
-#[derive(Clone, Copy, Debug)]
+/// How to talk to the datastore (Kine's `--datastore-*`, `--ca-file`, `--cert-file`,
+/// `--key-file` and `--slow-sql-threshold` flags).
+#[derive(Clone, Debug)]
 pub struct DatastoreOptions {
     /// PostgreSQL/MySQL: the most connections the pool opens.
     pub max_open: u32,
@@ -190,6 +191,61 @@ pub struct DatastoreOptions {
     pub max_lifetime: Option<std::time::Duration>,
     /// Statements slower than this are logged (as warnings, with the statement's text).
     pub slow_sql_threshold: std::time::Duration,
+    /// PostgreSQL/MySQL: TLS to the database.
+    pub tls: DatabaseTls,
+}
+
+/// PEM files for TLS to PostgreSQL or MySQL. A CA file turns on verification of the
+/// database's certificate and host name (unless the endpoint sets `sslmode` / `ssl-mode`);
+/// a certificate and key authenticate etcdshim to the database.
+#[derive(Clone, Debug, Default)]
+pub struct DatabaseTls {
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+impl DatabaseTls {
+    /// `url` with the TLS files (and, for a CA, full verification) as query parameters, which
+    /// PostgreSQL and MySQL URLs both take.
+    fn apply(&self, dialect: dialect::Dialect, url: &str) -> String {
+        let mut params = Vec::new();
+        for (name, file) in [
+            ("ssl-ca", &self.ca_file),
+            ("ssl-cert", &self.cert_file),
+            ("ssl-key", &self.key_file),
+        ] {
+            if let Some(file) = file {
+                params.push(format!("{name}={}", escape_query(&file.to_string_lossy())));
+            }
+        }
+        let names_mode = url.contains("sslmode=") || url.contains("ssl-mode=");
+        if self.ca_file.is_some() && !names_mode {
+            params.push(match dialect {
+                dialect::Dialect::Postgres => "sslmode=verify-full".to_string(),
+                dialect::Dialect::Mysql => "ssl-mode=VERIFY_IDENTITY".to_string(),
+            });
+        }
+        if params.is_empty() {
+            return url.to_string();
+        }
+        let joiner = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{joiner}{}", params.join("&"))
+    }
+}
+
+/// Percent-encodes what would end a query parameter.
+fn escape_query(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' | '&' | '=' | '#' | '+' | ' ' | '?' => {
+                escaped.push_str(&format!("%{:02X}", c as u32))
+            }
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 impl Default for DatastoreOptions {
@@ -199,6 +255,7 @@ impl Default for DatastoreOptions {
             max_idle: 2,
             max_lifetime: None,
             slow_sql_threshold: std::time::Duration::from_secs(1),
+            tls: DatabaseTls::default(),
         }
     }
 }
@@ -231,6 +288,7 @@ pub async fn open(
         ));
     };
     let database = database_name(&url).unwrap_or(DEFAULT_DATABASE).to_string();
+    let url = options.tls.apply(dialect, &url);
     Ok(std::sync::Arc::new(
         NetworkBackend::open(dialect, &url, &database, options).await?,
     ))
@@ -277,5 +335,26 @@ mod tests {
         );
         assert_eq!(database_name("postgres://u:p@h:5432/"), None);
         assert_eq!(database_name("postgres://u:p@h:5432"), None);
+    }
+
+    #[test]
+    fn database_tls_files_become_url_parameters() {
+        let tls = DatabaseTls {
+            ca_file: Some("/etc/ca.pem".into()),
+            cert_file: Some("/etc/my cert.pem".into()),
+            key_file: None,
+        };
+        assert_eq!(
+            tls.apply(dialect::Dialect::Postgres, "postgres://u@h/db"),
+            "postgres://u@h/db?ssl-ca=/etc/ca.pem&ssl-cert=/etc/my%20cert.pem&sslmode=verify-full"
+        );
+        assert_eq!(
+            tls.apply(dialect::Dialect::Mysql, "mysql://u@h/db?ssl-mode=REQUIRED"),
+            "mysql://u@h/db?ssl-mode=REQUIRED&ssl-ca=/etc/ca.pem&ssl-cert=/etc/my%20cert.pem"
+        );
+        assert_eq!(
+            DatabaseTls::default().apply(dialect::Dialect::Mysql, "mysql://u@h/db"),
+            "mysql://u@h/db"
+        );
     }
 }

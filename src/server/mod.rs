@@ -163,7 +163,7 @@ pub struct Server {
 impl Server {
     /// Opens the datastore named by `options.endpoint` (creating and migrating it as needed).
     pub async fn open(options: ServerOptions) -> Result<Server> {
-        let backend = backend::open(&options.endpoint, options.datastore).await?;
+        let backend = backend::open(&options.endpoint, options.datastore.clone()).await?;
         let store = Store::open(backend, options.watch_window_events).await?;
         Ok(Server { store, options })
     }

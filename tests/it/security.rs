@@ -176,3 +176,40 @@ async fn health_and_reflection_services() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgres_verifies_the_database_certificate() {
+    use crate::servers::{PrivatePostgres, postgres_bin};
+    use etcdshim::backend::{DatabaseTls, DatastoreOptions};
+
+    let Some(bin) = postgres_bin() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let database_ca = ca();
+    let database = issue(&database_ca, &["localhost"]);
+    let postgres = PrivatePostgres::new(bin, Some((&database.cert, &database.key)));
+    let options = |ca: &str, name: &str| ServerOptions {
+        endpoint: format!("postgres://postgres@localhost:{}/kubernetes", postgres.port),
+        datastore: DatastoreOptions {
+            tls: DatabaseTls {
+                ca_file: Some(write(dir.path(), name, ca)),
+                ..DatabaseTls::default()
+            },
+            ..DatastoreOptions::default()
+        },
+        ..ServerOptions::default()
+    };
+    // The right CA: the server starts (with sslmode=verify-full) and works.
+    let server = TestServer::start_on(options(&database.ca, "db-ca.pem")).await;
+    let mut client = server.client().await;
+    client
+        .put("over", "tls", None)
+        .await
+        .expect("put over a verified TLS connection");
+    // Another CA: the database's certificate is refused, and nothing starts.
+    let stranger = ca();
+    let refused = etcdshim::Server::open(options(&stranger.pem(), "other-ca.pem")).await;
+    assert!(
+        refused.is_err(),
+        "a database certificate from an unknown CA was accepted"
+    );
+}

@@ -209,15 +209,18 @@ async fn several_servers_on_mariadb() {
 }
 
 /// A PostgreSQL server of this test's own, in a temporary folder, on a free port.
-struct PrivatePostgres {
+pub(crate) struct PrivatePostgres {
     bin: PathBuf,
     data: PathBuf,
-    port: u16,
+    pub port: u16,
+    /// Extra server settings (`-c name=value ...`).
+    settings: String,
     _dir: tempfile::TempDir,
 }
 
 impl PrivatePostgres {
-    fn new(bin: PathBuf) -> PrivatePostgres {
+    /// A fresh server; with `tls` (certificate and key, PEM) it also serves TLS.
+    pub(crate) fn new(bin: PathBuf, tls: Option<(&str, &str)>) -> PrivatePostgres {
         let dir = tempfile::tempdir().expect("temporary directory");
         let data = dir.path().join("data");
         // PostgreSQL refuses to run as root: the folder belongs to the postgres user.
@@ -237,10 +240,27 @@ impl PrivatePostgres {
                 .args(["-A", "trust", "-U", "postgres", "-D"])
                 .arg(&data),
         );
+        let mut settings = String::new();
+        if let Some((cert, key)) = tls {
+            std::fs::write(data.join("server.crt"), cert).expect("write certificate");
+            std::fs::write(data.join("server.key"), key).expect("write key");
+            run_as_postgres(
+                Command::new("chown")
+                    .args(["postgres", "server.crt", "server.key"])
+                    .current_dir(&data),
+            );
+            run_as_postgres(
+                Command::new("chmod")
+                    .args(["600", "server.key"])
+                    .current_dir(&data),
+            );
+            settings = "-c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
+        }
         let postgres = PrivatePostgres {
             bin,
             data,
             port,
+            settings,
             _dir: dir,
         };
         postgres.start();
@@ -249,9 +269,10 @@ impl PrivatePostgres {
 
     fn pg_ctl(&self, action: &str) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {}",
             self.port,
-            self.data.display()
+            self.data.display(),
+            self.settings
         );
         // The server's output goes to a log file: a pipe it inherited would never close.
         let log = self.data.with_file_name("postgres.log");
@@ -300,7 +321,7 @@ fn run_as_postgres(command: &mut Command) {
     assert!(status.success(), "{command:?} failed");
 }
 
-fn postgres_bin() -> Option<PathBuf> {
+pub(crate) fn postgres_bin() -> Option<PathBuf> {
     let found = std::fs::read_dir("/usr/lib/postgresql")
         .ok()
         .and_then(|versions| {
@@ -318,7 +339,7 @@ fn postgres_bin() -> Option<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_loses_no_acknowledged_write() {
     let Some(bin) = postgres_bin() else { return };
-    let postgres = PrivatePostgres::new(bin);
+    let postgres = PrivatePostgres::new(bin, None);
     let server = TestServer::start_on(ServerOptions {
         endpoint: format!("postgres://postgres@127.0.0.1:{}/kubernetes", postgres.port),
         ..ServerOptions::default()
