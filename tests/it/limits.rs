@@ -20,7 +20,7 @@ crate::on_every_backend! {
         kv.put(PutRequest { key: "k".into(), value: "v".into(), ..Default::default() }).await.expect("put");
         let put = |key: &'static str| RequestOp { request: Some(Request::RequestPut(PutRequest { key: key.into(), ..Default::default() })) };
         let txn = |ops: Vec<RequestOp>| TxnRequest { success: ops, ..Default::default() };
-        let cases: Vec<(&str, Result<(), (Code, &str)>, _)> = vec![
+        let cases: Vec<(&str, Expected, Op)> = vec![
             ("range: empty key", Err((Code::InvalidArgument, "etcdserver: key is not provided")), Op::Range(RangeRequest::default())),
             ("put: empty key", Err((Code::InvalidArgument, "etcdserver: key is not provided")), Op::Put(PutRequest::default())),
             ("delete: empty key", Err((Code::InvalidArgument, "etcdserver: key is not provided")), Op::Delete(DeleteRangeRequest::default())),
@@ -50,6 +50,9 @@ crate::on_every_backend! {
         assert_eq!((resp.kvs.len(), resp.count), (1, 1));
     }
 }
+
+/// What a request should get: success, or etcd's code and message.
+type Expected = Result<(), (Code, &'static str)>;
 
 enum Op {
     Range(RangeRequest),
