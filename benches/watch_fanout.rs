@@ -4,7 +4,8 @@
 //!
 //! `cargo bench --bench watch_fanout` (ETCD_BIN chooses the etcd binary; default `etcd`).
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -126,62 +127,6 @@ async fn round(endpoint: &str, watchers: usize, events: usize, tag: &str) -> (f6
     )
 }
 
-struct Etcd {
-    child: Child,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn start_etcd(binary: &str) -> Option<(Etcd, String)> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let client = format!("http://127.0.0.1:{}", free_port());
-    let peer = format!("http://127.0.0.1:{}", free_port());
-    let child = Command::new(binary)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("default={peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let etcd = Etcd { child, _data: dir };
-    for _ in 0..300 {
-        if let Ok(mut c) = etcd_client::Client::connect([&client], None).await
-            && c.status().await.is_ok()
-        {
-            return Some((etcd, client));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -196,11 +141,7 @@ async fn main() {
         .expect("bind");
     let shim = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(server.serve(Listener::Tcp(listener), std::future::pending()));
-    let etcd_binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
-    let etcd = start_etcd(&etcd_binary).await;
-    if etcd.is_none() {
-        println!("(no etcd at '{etcd_binary}': etcdshim numbers only)");
-    }
+    let etcd = support::start_etcd().await;
     println!(
         "{WRITERS} writers, {CONNECTIONS} connections, one watch stream per watcher, 128-byte values"
     );
@@ -211,8 +152,8 @@ async fn main() {
     for (watchers, events) in [(1, 20_000), (1000, 2_000)] {
         let (ours, our_writes) = round(&shim, watchers, events, &format!("w{watchers}")).await;
         let theirs = match &etcd {
-            Some((_, endpoint)) => {
-                Some(round(endpoint, watchers, events, &format!("w{watchers}")).await)
+            Some(etcd) => {
+                Some(round(&etcd.endpoint, watchers, events, &format!("w{watchers}")).await)
             }
             None => None,
         };

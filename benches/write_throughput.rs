@@ -5,7 +5,8 @@
 //! `etcd` from PATH; BENCH_OPS to change the operations per workload; BENCH_ENDPOINT to run
 //! etcdshim on another datastore, e.g. `postgres://postgres@127.0.0.1:5432/etcdshim_bench`).
 
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,63 +85,6 @@ async fn run(endpoint: &str, workload: Workload, ops: usize, tag: &str) -> Outco
     }
 }
 
-/// A running etcd and its data folder, both gone on drop.
-struct Etcd {
-    child: Child,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-async fn start_etcd(binary: &str) -> Option<(Etcd, String)> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let client = format!("http://127.0.0.1:{}", free_port());
-    let peer = format!("http://127.0.0.1:{}", free_port());
-    let child = Command::new(binary)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("default={peer}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let etcd = Etcd { child, _data: dir };
-    for _ in 0..300 {
-        if let Ok(mut c) = Client::connect([&client], None).await
-            && c.status().await.is_ok()
-        {
-            return Some((etcd, client));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
 #[tokio::main]
 async fn main() {
     let ops: usize = std::env::var("BENCH_OPS")
@@ -164,11 +108,7 @@ async fn main() {
     let shim = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(server.serve(Listener::Tcp(listener), std::future::pending()));
 
-    let etcd_binary = std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".to_string());
-    let etcd = start_etcd(&etcd_binary).await;
-    if etcd.is_none() {
-        println!("(no etcd at '{etcd_binary}': etcdshim numbers only)");
-    }
+    let etcd = support::start_etcd().await;
     println!(
         "{CLIENTS} clients over {CONNECTIONS} connections, {ops} ops per workload, {VALUE_BYTES}-byte values"
     );
@@ -183,7 +123,7 @@ async fn main() {
         let ours = run(&shim, workload, ops, &run_tag).await;
         let after = store.writer_stats();
         let theirs = match &etcd {
-            Some((_, endpoint)) => Some(run(endpoint, workload, ops, &run_tag).await),
+            Some(etcd) => Some(run(&etcd.endpoint, workload, ops, &run_tag).await),
             None => None,
         };
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;

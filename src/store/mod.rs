@@ -201,13 +201,7 @@ impl Store {
 
     /// Tells the compactor about a compacted revision (its own or another process's).
     fn note_compacted(&self, compacted: i64) {
-        self.shared.compaction.send_if_modified(|target| {
-            let newer = compacted > *target;
-            if newer {
-                *target = compacted;
-            }
-            newer
-        });
+        raise(&self.shared.compaction, compacted);
     }
 
     /// Range at the head or at a past revision (a true snapshot).
@@ -378,4 +372,15 @@ impl WeakStore {
     pub fn upgrade(&self) -> Option<Store> {
         self.0.upgrade().map(|shared| Store { shared })
     }
+}
+
+/// Moves a watched revision forward to `value` (never back), waking receivers only on a change.
+pub(crate) fn raise(sender: &watch::Sender<i64>, value: i64) {
+    sender.send_if_modified(|current| {
+        let newer = value > *current;
+        if newer {
+            *current = value;
+        }
+        newer
+    });
 }

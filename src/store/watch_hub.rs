@@ -102,13 +102,7 @@ impl WatchHub {
                 window.complete_from = oldest.revision + 1;
             }
         }
-        self.head.send_if_modified(|current| {
-            let moved = head > *current;
-            if moved {
-                *current = head;
-            }
-            moved
-        });
+        crate::store::raise(&self.head, head);
         true
     }
 

@@ -133,13 +133,7 @@ impl Writer {
                     if head >= first {
                         self.hub.publish(first, events, head);
                     }
-                    self.compaction.send_if_modified(|target| {
-                        let newer = compacted > *target;
-                        if newer {
-                            *target = compacted;
-                        }
-                        newer
-                    });
+                    crate::store::raise(&self.compaction, compacted);
                     for (request, outcome) in batch.drain(..).zip(outcomes) {
                         // A client that went away no longer needs its answer.
                         let _ = request.reply.send(outcome);
