@@ -648,4 +648,28 @@ crate::on_every_backend! {
                 .all(|(i, kv)| kv.value().len() == 1_258_291 && kv.value()[0] == i as u8)
         );
     }
+
+    async fn keys_order_bytewise_on_every_backend() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        let keys: Vec<Vec<u8>> = vec![
+            b"b\xff".to_vec(),
+            b"b".to_vec(),
+            b"b\x80".to_vec(),
+            b"b\x00".to_vec(),
+            b"B".to_vec(),
+            b"b\x7f".to_vec(),
+            b"ba".to_vec(),
+        ];
+        for key in &keys {
+            client.put(key.clone(), "v", None).await.expect("put");
+        }
+        let mut expected = keys.clone();
+        expected.sort();
+        let got = client.get(vec![0u8], Some(GetOptions::new().with_from_key())).await.expect("get");
+        let got: Vec<Vec<u8>> = got.kvs().iter().map(|kv| kv.key().to_vec()).collect();
+        assert_eq!(got, expected, "bytewise ascending, as etcd");
+        let prefix = client.get("b", Some(GetOptions::new().with_prefix())).await.expect("prefix");
+        assert_eq!(prefix.count(), 6, "the prefix b covers b, b\\x00, b\\x7f, b\\x80, b\\xff and ba");
+    }
 }
