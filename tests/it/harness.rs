@@ -95,6 +95,62 @@ macro_rules! on_every_backend {
     )*};
 }
 
+/// Drops the databases of earlier test runs whose process is gone (their names carry its pid),
+/// once per backend and test process, so test databases do not pile up on a developer's server.
+async fn drop_stale_databases(backend: Backend) {
+    static POSTGRES: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    static MYSQL: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let (once, list, drop) = match backend {
+        Backend::Sqlite => return,
+        Backend::Postgres => (
+            &POSTGRES,
+            "SELECT datname FROM pg_database WHERE datname LIKE 'etcdshim_test_%'",
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+        ),
+        Backend::Mysql => (
+            &MYSQL,
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'etcdshim_test_%'",
+            "DROP DATABASE IF EXISTS `{}`",
+        ),
+    };
+    once.get_or_init(|| async {
+        use sqlx::{Connection as _, Row as _};
+        sqlx::any::install_default_drivers();
+        let Some(base) = backend.base_url() else {
+            return;
+        };
+        let admin = match backend {
+            Backend::Postgres => format!("{base}/postgres"),
+            _ => format!("{base}/"),
+        };
+        let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await else {
+            return;
+        };
+        let names: Vec<String> = match sqlx::query(list).fetch_all(&mut conn).await {
+            Ok(rows) => rows
+                .iter()
+                .filter_map(|row| row.try_get::<String, _>(0).ok())
+                .collect(),
+            Err(_) => return,
+        };
+        for name in names {
+            let pid = name
+                .trim_start_matches("etcdshim_test_")
+                .split('_')
+                .next()
+                .unwrap_or_default();
+            if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+                let statement = drop.replace("{}", &name);
+                let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+        let _ = conn.close().await;
+    })
+    .await;
+}
+
 /// A fresh endpoint on the current backend: a temporary SQLite file, or a new database.
 fn fresh_endpoint(dir: &Path) -> String {
     let unique = format!(
@@ -131,6 +187,7 @@ impl TestServer {
     /// endpoint is replaced).
     pub async fn start_with(options: ServerOptions) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
+        drop_stale_databases(current_backend()).await;
         let options = ServerOptions {
             endpoint: fresh_endpoint(dir.path()),
             ..options
