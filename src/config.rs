@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the etcd v3 API (the default when no command is given).
     Serve,
+    /// Measure any etcd v3 endpoint (etcd, etcdshim, or another shim).
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,7 +115,7 @@ pub enum LogFormat {
 }
 
 /// Parses `500ms`, `5s`, `2m` or `1h`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text:?} needs a unit: ms, s, m or h"))?;

@@ -11,6 +11,7 @@
 //! you bound and a future that says when to stop (see `examples/embedded.rs`).
 
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod metrics;

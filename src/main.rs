@@ -17,6 +17,16 @@ async fn main() -> std::process::ExitCode {
     }
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.serve).await,
+        Command::Bench(args) => match etcdshim::bench::run(&args).await {
+            Ok(report) => {
+                report.print(args.json);
+                Ok(())
+            }
+            Err(err) => {
+                eprintln!("etcdshim bench: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,97 @@
+//! `etcdshim bench`: a client of any etcd v3 endpoint (etcd, etcdshim, another shim), so the
+//! same command measures each; users point it at their own database-backed server to see
+//! whether it holds their fleet.
+//!
+//! Workloads run closed-loop: `--clients` tasks over `--conns` connections take operations
+//! until `--total` are done or `--duration` has passed, optionally paced to `--rate`.
+
+mod report;
+mod workloads;
+
+pub use report::{Recorder, Report};
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::config::parse_duration;
+
+#[derive(Clone, Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub workload: Workload,
+
+    /// etcd v3 endpoints to measure (http://HOST:PORT); clients spread over them.
+    #[arg(long, num_args = 1.., default_value = "http://127.0.0.1:2379", global = true)]
+    pub endpoints: Vec<String>,
+
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 100, global = true)]
+    pub clients: usize,
+
+    /// gRPC connections the clients share.
+    #[arg(long, default_value_t = 10, global = true)]
+    pub conns: usize,
+
+    /// Key size in bytes (keys are padded to it).
+    #[arg(long, default_value_t = 32, global = true)]
+    pub key_size: usize,
+
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 256, global = true)]
+    pub val_size: usize,
+
+    /// Operations to run (for `list`, full lists; for `watch`, events written).
+    #[arg(long, default_value_t = 10_000, global = true)]
+    pub total: u64,
+
+    /// Stop after this long even if --total is not reached (e.g. 30s).
+    #[arg(long, value_parser = parse_duration, global = true)]
+    pub duration: Option<Duration>,
+
+    /// Operations per second over all clients; 0 runs as fast as the server answers.
+    #[arg(long, default_value_t = 0, global = true)]
+    pub rate: u64,
+
+    /// Print one JSON object per workload instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Key prefix the workload writes under.
+    #[arg(long, default_value = "/bench/", global = true)]
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum Workload {
+    /// Put fresh keys.
+    Put,
+    /// kube-apiserver's create: a txn that puts a key if its mod_revision is 0.
+    TxnPut,
+    /// Get single keys at random from a prefilled set.
+    Range {
+        /// Keys written before measuring.
+        #[arg(long, default_value_t = 1000)]
+        keys: u64,
+    },
+    /// Full paged lists at a pinned revision, as kube-apiserver lists.
+    List {
+        /// Keys written before measuring.
+        #[arg(long, default_value_t = 10_000)]
+        keys: u64,
+        /// Keys per page.
+        #[arg(long, default_value_t = 500)]
+        page_size: i64,
+    },
+    /// Watchers of one prefix; latency from a put to each watcher's receipt.
+    Watch {
+        /// Watches open while the events are written.
+        #[arg(long, default_value_t = 10)]
+        watchers: usize,
+    },
+}
+
+/// Runs the workload and returns what it measured.
+pub async fn run(args: &BenchArgs) -> Result<Report, String> {
+    workloads::run(args).await
+}
