@@ -25,7 +25,9 @@ impl Default for Recorder {
 
 impl Recorder {
     pub fn record(&mut self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         self.histogram.saturating_record(micros);
     }
 

@@ -25,7 +25,10 @@ const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     let channels = connect(args).await?;
-    let run = format!("{:x}", std::process::id() as u64 * 1_000_003 + epoch_nanos() % 1_000_003);
+    let run = format!(
+        "{:x}",
+        std::process::id() as u64 * 1_000_003 + epoch_nanos() % 1_000_003
+    );
     let keys = Keys {
         prefix: format!("{}{run}/", args.prefix),
         size: args.key_size,
@@ -36,7 +39,15 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             let (recorder, elapsed) = drive(args, &channels, args.total, move |channel, i| {
                 let (key, value) = (keys.key(i), value.clone());
                 async move {
-                    kv(channel).put(PutRequest { key, value, ..Default::default() }).await.map(drop).map_err(|e| e.to_string())
+                    kv(channel)
+                        .put(PutRequest {
+                            key,
+                            value,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
                 }
             })
             .await;
@@ -55,12 +66,24 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
                             range_end: Bytes::new(),
                         }],
                         success: vec![RequestOp {
-                            request: Some(Request::RequestPut(PutRequest { key, value, ..Default::default() })),
+                            request: Some(Request::RequestPut(PutRequest {
+                                key,
+                                value,
+                                ..Default::default()
+                            })),
                         }],
                         failure: Vec::new(),
                     };
-                    let resp = kv(channel).txn(txn).await.map_err(|e| e.to_string())?.into_inner();
-                    if resp.succeeded { Ok(()) } else { Err("the key existed".to_string()) }
+                    let resp = kv(channel)
+                        .txn(txn)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .into_inner();
+                    if resp.succeeded {
+                        Ok(())
+                    } else {
+                        Err("the key existed".to_string())
+                    }
                 }
             })
             .await;
@@ -73,21 +96,39 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
                 // A stride that visits every key, in an order unlike the writes'.
                 let key = keys.key(i.wrapping_mul(7919) % count);
                 async move {
-                    let resp = kv(channel).range(RangeRequest { key, ..Default::default() }).await.map_err(|e| e.to_string())?;
-                    if resp.into_inner().kvs.len() == 1 { Ok(()) } else { Err("a prefilled key is missing".into()) }
+                    let resp = kv(channel)
+                        .range(RangeRequest {
+                            key,
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if resp.into_inner().kvs.len() == 1 {
+                        Ok(())
+                    } else {
+                        Err("a prefilled key is missing".into())
+                    }
                 }
             })
             .await;
             Ok(recorder.report("range", elapsed))
         }
-        Workload::List { keys: count, page_size } => {
+        Workload::List {
+            keys: count,
+            page_size,
+        } => {
             fill(args, &channels, &keys, *count, &value).await?;
-            let (prefix, expected, page_size) = (keys.prefix.clone(), *count as usize, (*page_size).max(1));
+            let (prefix, expected, page_size) =
+                (keys.prefix.clone(), *count as usize, (*page_size).max(1));
             let (recorder, elapsed) = drive(args, &channels, args.total, move |channel, _| {
                 let prefix = prefix.clone();
                 async move {
                     let listed = list(channel, &prefix, page_size).await?;
-                    if listed == expected { Ok(()) } else { Err(format!("listed {listed} keys of {expected}")) }
+                    if listed == expected {
+                        Ok(())
+                    } else {
+                        Err(format!("listed {listed} keys of {expected}"))
+                    }
                 }
             })
             .await;
@@ -115,11 +156,15 @@ async fn connect(args: &BenchArgs) -> Result<Vec<Channel>, String> {
 }
 
 fn kv(channel: Channel) -> KvClient<Channel> {
-    KvClient::new(channel).max_decoding_message_size(MAX_MESSAGE).max_encoding_message_size(MAX_MESSAGE)
+    KvClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
 }
 
 fn epoch_nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Keys of one run: the prefix, then the operation number padded to the key size.
@@ -138,7 +183,12 @@ impl Keys {
 
 /// Runs `op` for operation numbers 0..total on `--clients` tasks (or until `--duration`),
 /// paced to `--rate`; returns the latencies and the time taken.
-async fn drive<F, Fut>(args: &BenchArgs, channels: &[Channel], total: u64, op: F) -> (Recorder, Duration)
+async fn drive<F, Fut>(
+    args: &BenchArgs,
+    channels: &[Channel],
+    total: u64,
+    op: F,
+) -> (Recorder, Duration)
 where
     F: Fn(Channel, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send,
@@ -183,17 +233,40 @@ where
 }
 
 /// Writes keys 0..count (not measured).
-async fn fill(args: &BenchArgs, channels: &[Channel], keys: &Keys, count: u64, value: &Bytes) -> Result<(), String> {
-    let fill_args = BenchArgs { duration: None, rate: 0, ..args.clone() };
+async fn fill(
+    args: &BenchArgs,
+    channels: &[Channel],
+    keys: &Keys,
+    count: u64,
+    value: &Bytes,
+) -> Result<(), String> {
+    let fill_args = BenchArgs {
+        duration: None,
+        rate: 0,
+        ..args.clone()
+    };
     let (keys, value) = (keys.clone(), value.clone());
     let (recorder, _) = drive(&fill_args, channels, count, move |channel, i| {
         let (key, value) = (keys.key(i), value.clone());
-        async move { kv(channel).put(PutRequest { key, value, ..Default::default() }).await.map(drop).map_err(|e| e.to_string()) }
+        async move {
+            kv(channel)
+                .put(PutRequest {
+                    key,
+                    value,
+                    ..Default::default()
+                })
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
     })
     .await;
     let report = recorder.report("fill", Duration::from_secs(1));
     if report.errors > 0 {
-        return Err(format!("{} of {count} puts failed while filling", report.errors));
+        return Err(format!(
+            "{} of {count} puts failed while filling",
+            report.errors
+        ));
     }
     Ok(())
 }
@@ -209,7 +282,13 @@ async fn list(channel: Channel, prefix: &str, page_size: i64) -> Result<usize, S
     let (mut revision, mut listed) = (0, 0);
     loop {
         let page = client
-            .range(RangeRequest { key: Bytes::from(start.clone()), range_end: end.clone(), limit: page_size, revision, ..Default::default() })
+            .range(RangeRequest {
+                key: Bytes::from(start.clone()),
+                range_end: end.clone(),
+                limit: page_size,
+                revision,
+                ..Default::default()
+            })
             .await
             .map_err(|e| e.to_string())?
             .into_inner();
@@ -229,7 +308,12 @@ async fn list(channel: Channel, prefix: &str, page_size: i64) -> Result<usize, S
 
 /// `watchers` watches of the run's prefix; `--total` puts; latency from each put's start to
 /// each watcher's receipt. The report counts deliveries (watchers x events).
-async fn watch(args: &BenchArgs, channels: &[Channel], keys: &Keys, watchers: usize) -> Result<Report, String> {
+async fn watch(
+    args: &BenchArgs,
+    channels: &[Channel],
+    keys: &Keys,
+    watchers: usize,
+) -> Result<Report, String> {
     let mut end = keys.prefix.as_bytes().to_vec();
     if let Some(last) = end.last_mut() {
         *last += 1;
@@ -237,14 +321,25 @@ async fn watch(args: &BenchArgs, channels: &[Channel], keys: &Keys, watchers: us
     let origin = Instant::now();
     let mut receivers = Vec::new();
     for w in 0..watchers.max(1) {
-        let mut client = WatchClient::new(channels[w % channels.len()].clone()).max_decoding_message_size(MAX_MESSAGE);
+        let mut client = WatchClient::new(channels[w % channels.len()].clone())
+            .max_decoding_message_size(MAX_MESSAGE);
         let (requests, outbound) = tokio::sync::mpsc::channel(1);
-        let create = WatchCreateRequest { key: keys.prefix.clone().into(), range_end: end.clone().into(), ..Default::default() };
+        let create = WatchCreateRequest {
+            key: keys.prefix.clone().into(),
+            range_end: end.clone().into(),
+            ..Default::default()
+        };
         requests
-            .send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) })
+            .send(WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(create)),
+            })
             .await
             .map_err(|e| e.to_string())?;
-        let mut responses = client.watch(ReceiverStream::new(outbound)).await.map_err(|e| e.to_string())?.into_inner();
+        let mut responses = client
+            .watch(ReceiverStream::new(outbound))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
         match responses.message().await {
             Ok(Some(created)) if created.created => {}
             other => return Err(format!("creating watch {w} failed: {other:?}")),
@@ -255,17 +350,22 @@ async fn watch(args: &BenchArgs, channels: &[Channel], keys: &Keys, watchers: us
             let mut recorder = Recorder::default();
             let mut received = 0;
             while received < total {
-                let Ok(Some(response)) = responses.message().await else { break };
+                let Ok(Some(response)) = responses.message().await else {
+                    break;
+                };
                 for event in response.events {
                     received += 1;
                     // The value starts with the put's start, in nanoseconds since `origin`.
                     let sent = event
                         .kv
                         .as_ref()
-                        .and_then(|kv| std::str::from_utf8(&kv.value[..kv.value.len().min(20)]).ok())
+                        .and_then(|kv| {
+                            std::str::from_utf8(&kv.value[..kv.value.len().min(20)]).ok()
+                        })
                         .and_then(|text| text.trim_end_matches('v').parse::<u64>().ok());
                     match sent {
-                        Some(sent) => recorder.record(origin.elapsed().saturating_sub(Duration::from_nanos(sent))),
+                        Some(sent) => recorder
+                            .record(origin.elapsed().saturating_sub(Duration::from_nanos(sent))),
                         None => recorder.error(),
                     }
                 }
@@ -281,7 +381,15 @@ async fn watch(args: &BenchArgs, channels: &[Channel], keys: &Keys, watchers: us
             let stamp = format!("{:020}", origin.elapsed().as_nanos());
             let mut value = stamp.into_bytes();
             value.resize(size, b'v');
-            kv(channel).put(PutRequest { key, value: value.into(), ..Default::default() }).await.map(drop).map_err(|e| e.to_string())
+            kv(channel)
+                .put(PutRequest {
+                    key,
+                    value: value.into(),
+                    ..Default::default()
+                })
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
         }
     })
     .await;

@@ -1,6 +1,7 @@
 //! Integration tests: real servers on 127.0.0.1:0, driven by the etcd-client crate, etcdctl,
 //! and side by side with a real etcd. One test binary, one link step.
 
+mod bench;
 mod compaction;
 mod concurrency;
 mod crash;

@@ -1,0 +1,59 @@
+//! `etcdshim bench`: every workload runs briefly against a test server, and the counts it
+//! reports match what it did.
+
+use clap::Parser as _;
+use etcd_client::GetOptions;
+use etcdshim::config::{Cli, Command};
+
+use crate::harness::TestServer;
+
+/// Parses a command line as the binary would and runs its bench workload.
+async fn bench(server: &TestServer, args: &str) -> etcdshim::bench::Report {
+    let endpoint = server.endpoint();
+    let line =
+        format!("etcdshim bench --endpoints {endpoint} --clients 8 --conns 2 --prefix /b/ {args}");
+    let cli = Cli::try_parse_from(line.split_whitespace()).expect("valid command line");
+    let Some(Command::Bench(args)) = cli.command else {
+        panic!("not a bench command")
+    };
+    etcdshim::bench::run(&args).await.expect("bench ran")
+}
+
+crate::on_every_backend! {
+    async fn every_workload_reports_what_it_did() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        let count = |client: &mut etcd_client::Client| {
+            let mut client = client.clone();
+            async move {
+                client.get("/b/", Some(GetOptions::new().with_prefix().with_count_only())).await.expect("count").count()
+            }
+        };
+
+        let put = bench(&server, "--total 40 --key-size 24 --val-size 10 put").await;
+        assert_eq!((put.workload.as_str(), put.operations, put.errors), ("put", 40, 0));
+        assert_eq!(count(&mut client).await, 40, "40 fresh keys");
+        let keys = client.get("/b/", Some(GetOptions::new().with_prefix())).await.expect("get");
+        assert!(keys.kvs().iter().all(|kv| kv.key().len() == 24 && kv.value().len() == 10));
+
+        let txn = bench(&server, "--total 30 txn-put").await;
+        assert_eq!((txn.operations, txn.errors), (30, 0));
+        assert_eq!(count(&mut client).await, 70);
+
+        let range = bench(&server, "--total 25 range --keys 10").await;
+        assert_eq!((range.workload.as_str(), range.operations, range.errors), ("range", 25, 0));
+        assert_eq!(count(&mut client).await, 80, "10 keys prefilled");
+
+        let list = bench(&server, "--total 3 list --keys 23 --page-size 5").await;
+        assert_eq!((list.workload.as_str(), list.operations, list.errors), ("list", 3, 0));
+        assert_eq!(count(&mut client).await, 103);
+
+        let watch = bench(&server, "--total 12 --val-size 64 watch --watchers 3").await;
+        assert_eq!((watch.workload.as_str(), watch.operations, watch.errors), ("watch", 36, 0), "3 watchers x 12 events");
+
+        let paced = bench(&server, "--total 1000 --duration 300ms --rate 50 put").await;
+        assert!(paced.operations < 1000, "the duration ended the run: {paced:?}");
+        assert!(paced.operations >= 1 && paced.operations <= 30, "paced to 50/s for 0.3 s: {paced:?}");
+        assert!(paced.p50_ms > 0.0 && paced.p50_ms <= paced.p99_ms && paced.p99_ms <= paced.max_ms);
+    }
+}
