@@ -123,7 +123,7 @@ impl Apply<'_> {
         } else {
             self.read_revision()
         };
-        let mut resp = read_range(&mut *self.buffer, req, revision).await?;
+        let mut resp = read_range(&mut *self.buffer, req, revision, None).await?;
         resp.header = Some(revision_header(self.read_revision()));
         Ok(resp)
     }

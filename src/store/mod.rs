@@ -77,6 +77,8 @@ pub struct Store {
 
 struct Shared {
     backend: Arc<dyn Backend>,
+    /// Counts of the next pages of paged lists at pinned revisions.
+    page_counts: range::PageCounts,
     hub: Arc<WatchHub>,
     /// Tells the compactor the newest compacted revision.
     compaction: watch::Sender<i64>,
@@ -125,6 +127,7 @@ impl Store {
         let store = Store {
             shared: Arc::new(Shared {
                 backend,
+                page_counts: range::PageCounts::default(),
                 hub,
                 compaction,
                 revisions,
@@ -220,7 +223,9 @@ impl Store {
         };
         self.check_readable(revision, head)?;
         let mut reader = self.shared.backend.reader().await?;
-        let mut resp = range::read_range(&mut *reader, req, revision).await?;
+        let known_count = self.shared.page_counts.take(req, revision);
+        let mut resp = range::read_range(&mut *reader, req, revision, known_count).await?;
+        self.shared.page_counts.remember(req, revision, &resp);
         // A compaction past `revision` may have removed rows while we read.
         self.check_readable(revision, head)?;
         resp.header = Some(self.header(head));

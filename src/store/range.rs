@@ -7,11 +7,13 @@ use crate::proto::range_request::{SortOrder, SortTarget};
 use crate::proto::{KeyValue, RangeRequest, RangeResponse};
 
 /// Answers `req` as of `revision` (already checked against the compacted and head revisions).
-/// The caller sets the header.
+/// `known_count`, when given, is the number of keys in the range at `revision`, so it need not
+/// be counted again. The caller sets the header.
 pub(crate) async fn read_range(
     reader: &mut dyn KvRead,
     req: &RangeRequest,
     revision: i64,
+    known_count: Option<i64>,
 ) -> Result<RangeResponse> {
     let end = KeyEnd::from_range_end(&req.range_end);
     let requested_order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
@@ -40,14 +42,18 @@ pub(crate) async fn read_range(
     };
 
     let (mut kvs, count) = if req.count_only {
-        (Vec::new(), reader.count(&req.key, &end, revision).await?)
+        let count = match known_count {
+            Some(count) => count,
+            None => reader.count(&req.key, &end, revision).await?,
+        };
+        (Vec::new(), count)
     } else {
         let kvs = reader.range(&req.key, &end, revision, fetch_limit).await?;
         let complete = fetch_limit == 0 || (kvs.len() as i64) < fetch_limit;
-        let count = if complete {
-            kvs.len() as i64
-        } else {
-            reader.count(&req.key, &end, revision).await?
+        let count = match known_count {
+            _ if complete => kvs.len() as i64,
+            Some(count) => count,
+            None => reader.count(&req.key, &end, revision).await?,
         };
         (kvs, count)
     };
@@ -99,4 +105,67 @@ fn sort(kvs: &mut [KeyValue], target: SortTarget, descending: bool) {
             ordering
         }
     });
+}
+
+/// Counts of paged lists at pinned revisions, so that each page after the first costs the page
+/// and not a count of everything after it (design.md). A snapshot at a revision never changes,
+/// so the page after one that returned `n` of `count` keys of `[start, end)` (in key order,
+/// unfiltered) holds `count - n` keys of `[next start, end)`.
+#[derive(Default)]
+pub(crate) struct PageCounts {
+    counts: std::sync::Mutex<std::collections::HashMap<PageKey, i64>>,
+}
+
+/// (start key, range end, revision)
+type PageKey = (bytes::Bytes, bytes::Bytes, i64);
+
+/// Pages of lists in flight remembered at most; the cache starts over beyond it.
+const MAX_PAGE_COUNTS: usize = 4096;
+
+impl PageCounts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<PageKey, i64>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The count for this request, if an earlier page told it.
+    pub fn take(&self, req: &RangeRequest, revision: i64) -> Option<i64> {
+        if !Self::pages_in_key_order(req) {
+            return None;
+        }
+        self.lock()
+            .remove(&(req.key.clone(), req.range_end.clone(), revision))
+    }
+
+    /// Remembers the count of the page after `resp`.
+    pub fn remember(&self, req: &RangeRequest, revision: i64, resp: &RangeResponse) {
+        let Some(last) = resp.kvs.last() else {
+            return;
+        };
+        if !resp.more || !Self::pages_in_key_order(req) {
+            return;
+        }
+        let mut next = last.key.to_vec();
+        next.push(0);
+        let mut counts = self.lock();
+        if counts.len() >= MAX_PAGE_COUNTS {
+            counts.clear();
+        }
+        counts.insert(
+            (next.into(), req.range_end.clone(), revision),
+            resp.count - resp.kvs.len() as i64,
+        );
+    }
+
+    /// Pages that return the first keys of their range, in key order.
+    fn pages_in_key_order(req: &RangeRequest) -> bool {
+        req.limit > 0
+            && !req.count_only
+            && req.sort_target == SortTarget::Key as i32
+            && (req.sort_order == SortOrder::None as i32
+                || req.sort_order == SortOrder::Ascend as i32)
+            && req.min_mod_revision == 0
+            && req.max_mod_revision == 0
+            && req.min_create_revision == 0
+            && req.max_create_revision == 0
+    }
 }
