@@ -37,18 +37,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
     match &args.workload {
         Workload::Put => {
             let (recorder, elapsed) = drive(args, &channels, args.total, move |channel, i| {
-                let (key, value) = (keys.key(i), value.clone());
-                async move {
-                    kv(channel)
-                        .put(PutRequest {
-                            key,
-                            value,
-                            ..Default::default()
-                        })
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string())
-                }
+                put(channel, keys.key(i), value.clone())
             })
             .await;
             Ok(recorder.report("put", elapsed))
@@ -155,6 +144,18 @@ async fn connect(args: &BenchArgs) -> Result<Vec<Channel>, String> {
     Ok(channels)
 }
 
+async fn put(channel: Channel, key: Bytes, value: Bytes) -> Result<(), String> {
+    kv(channel)
+        .put(PutRequest {
+            key,
+            value,
+            ..Default::default()
+        })
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 fn kv(channel: Channel) -> KvClient<Channel> {
     KvClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE)
@@ -247,18 +248,7 @@ async fn fill(
     };
     let (keys, value) = (keys.clone(), value.clone());
     let (recorder, _) = drive(&fill_args, channels, count, move |channel, i| {
-        let (key, value) = (keys.key(i), value.clone());
-        async move {
-            kv(channel)
-                .put(PutRequest {
-                    key,
-                    value,
-                    ..Default::default()
-                })
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
-        }
+        put(channel, keys.key(i), value.clone())
     })
     .await;
     let report = recorder.report("fill", Duration::from_secs(1));
@@ -381,15 +371,7 @@ async fn watch(
             let stamp = format!("{:020}", origin.elapsed().as_nanos());
             let mut value = stamp.into_bytes();
             value.resize(size, b'v');
-            kv(channel)
-                .put(PutRequest {
-                    key,
-                    value: value.into(),
-                    ..Default::default()
-                })
-                .await
-                .map(drop)
-                .map_err(|e| e.to_string())
+            put(channel, key, value.into()).await
         }
     })
     .await;
