@@ -31,7 +31,10 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %err, "etcdshim stopped");
+            // The cause (a database error, a file that could not be read) is what an operator
+            // needs; sqlx's errors carry no credentials.
+            let cause = std::error::Error::source(&err).map(ToString::to_string);
+            tracing::error!(error = %err, cause = cause.as_deref().unwrap_or(""), "etcdshim stopped");
             std::process::ExitCode::FAILURE
         }
     }
