@@ -83,6 +83,13 @@ pub enum Workload {
         #[arg(long, default_value_t = 500)]
         page_size: i64,
     },
+    /// Fill the store with Kubernetes-shaped objects (kube-apiserver's create txns under
+    /// /registry/RESOURCE/NAMESPACE/NAME), for scale runs; --val-size sets the object size.
+    Load {
+        /// Objects to create.
+        #[arg(long, default_value_t = 100_000)]
+        objects: u64,
+    },
     /// Watchers of one prefix; latency from a put to each watcher's receipt.
     Watch {
         /// Watches open while the events are written.

@@ -44,36 +44,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         }
         Workload::TxnPut => {
             let (recorder, elapsed) = drive(args, &channels, args.total, move |channel, i| {
-                let (key, value) = (keys.key(i), value.clone());
-                async move {
-                    let txn = TxnRequest {
-                        compare: vec![Compare {
-                            result: CompareResult::Equal as i32,
-                            target: CompareTarget::Mod as i32,
-                            key: key.clone(),
-                            target_union: Some(TargetUnion::ModRevision(0)),
-                            range_end: Bytes::new(),
-                        }],
-                        success: vec![RequestOp {
-                            request: Some(Request::RequestPut(PutRequest {
-                                key,
-                                value,
-                                ..Default::default()
-                            })),
-                        }],
-                        failure: Vec::new(),
-                    };
-                    let resp = kv(channel)
-                        .txn(txn)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .into_inner();
-                    if resp.succeeded {
-                        Ok(())
-                    } else {
-                        Err("the key existed".to_string())
-                    }
-                }
+                create(channel, keys.key(i), value.clone())
             })
             .await;
             Ok(recorder.report("txn-put", elapsed))
@@ -124,6 +95,14 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             Ok(recorder.report("list", elapsed))
         }
         Workload::Watch { watchers } => watch(args, &channels, &keys, *watchers).await,
+        Workload::Load { objects } => {
+            let (recorder, elapsed) = drive(args, &channels, *objects, move |channel, i| {
+                let object = kubernetes_key(&run, i);
+                create(channel, object, value.clone())
+            })
+            .await;
+            Ok(recorder.report("load", elapsed))
+        }
     }
 }
 
@@ -142,6 +121,59 @@ async fn connect(args: &BenchArgs) -> Result<Vec<Channel>, String> {
         channels.push(channel);
     }
     Ok(channels)
+}
+
+/// kube-apiserver's create: put `key` if it does not exist.
+async fn create(channel: Channel, key: Bytes, value: Bytes) -> Result<(), String> {
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Mod as i32,
+            key: key.clone(),
+            target_union: Some(TargetUnion::ModRevision(0)),
+            range_end: Bytes::new(),
+        }],
+        success: vec![RequestOp {
+            request: Some(Request::RequestPut(PutRequest {
+                key,
+                value,
+                ..Default::default()
+            })),
+        }],
+        failure: Vec::new(),
+    };
+    let resp = kv(channel)
+        .txn(txn)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    if resp.succeeded {
+        Ok(())
+    } else {
+        Err("the key existed".to_string())
+    }
+}
+
+/// The `i`th object of a Fleet-shaped store: per simulated cluster, a cluster record, its
+/// registration objects and its bundle deployments, each under its own namespace.
+fn kubernetes_key(run: &str, i: u64) -> Bytes {
+    const RESOURCES: [&str; 10] = [
+        "fleet.cattle.io/clusters",
+        "serviceaccounts",
+        "secrets",
+        "rbac.authorization.k8s.io/roles",
+        "rbac.authorization.k8s.io/rolebindings",
+        "fleet.cattle.io/clusterregistrations",
+        "fleet.cattle.io/bundledeployments",
+        "fleet.cattle.io/bundledeployments",
+        "configmaps",
+        "coordination.k8s.io/leases",
+    ];
+    let cluster = i / RESOURCES.len() as u64;
+    let resource = RESOURCES[(i % RESOURCES.len() as u64) as usize];
+    Bytes::from(format!(
+        "/registry/{resource}/cluster-fleet-{run}-{cluster}/object-{i}"
+    ))
 }
 
 async fn put(channel: Channel, key: Bytes, value: Bytes) -> Result<(), String> {

@@ -51,6 +51,17 @@ crate::on_every_backend! {
         let watch = bench(&server, "--total 12 --val-size 64 watch --watchers 3").await;
         assert_eq!((watch.workload.as_str(), watch.operations, watch.errors), ("watch", 36, 0), "3 watchers x 12 events");
 
+        let load = bench(&server, "--val-size 600 load --objects 45").await;
+        assert_eq!((load.workload.as_str(), load.operations, load.errors), ("load", 45, 0));
+        let objects = client.get("/registry/", Some(GetOptions::new().with_prefix())).await.expect("objects");
+        assert_eq!(objects.count(), 45, "45 Kubernetes-shaped objects");
+        let clusters = client
+            .get("/registry/fleet.cattle.io/clusters/", Some(GetOptions::new().with_prefix().with_count_only()))
+            .await
+            .expect("clusters");
+        assert_eq!(clusters.count(), 5, "one cluster record per 10 objects");
+        assert!(objects.kvs().iter().all(|kv| kv.value().len() == 600 && kv.version() == 1));
+
         let paced = bench(&server, "--total 1000 --duration 300ms --rate 50 put").await;
         assert!(paced.operations < 1000, "the duration ended the run: {paced:?}");
         assert!(paced.operations >= 1 && paced.operations <= 30, "paced to 50/s for 0.3 s: {paced:?}");
