@@ -76,7 +76,8 @@ pub enum Workload {
     },
     /// Full paged lists at a pinned revision, as kube-apiserver lists.
     List {
-        /// Keys written before measuring.
+        /// Keys written before measuring; 0 lists what is already under --prefix (for
+        /// example after `load`, with --prefix /registry/).
         #[arg(long, default_value_t = 10_000)]
         keys: u64,
         /// Keys per page.

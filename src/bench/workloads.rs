@@ -77,17 +77,22 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             keys: count,
             page_size,
         } => {
-            fill(args, &channels, &keys, *count, &value).await?;
-            let (prefix, expected, page_size) =
-                (keys.prefix.clone(), *count as usize, (*page_size).max(1));
+            let (prefix, expected) = if *count == 0 {
+                (args.prefix.clone(), None)
+            } else {
+                fill(args, &channels, &keys, *count, &value).await?;
+                (keys.prefix.clone(), Some(*count as usize))
+            };
+            let page_size = (*page_size).max(1);
             let (recorder, elapsed) = drive(args, &channels, args.total, move |channel, _| {
                 let prefix = prefix.clone();
                 async move {
                     let listed = list(channel, &prefix, page_size).await?;
-                    if listed == expected {
-                        Ok(())
-                    } else {
-                        Err(format!("listed {listed} keys of {expected}"))
+                    match expected {
+                        Some(expected) if listed != expected => {
+                            Err(format!("listed {listed} keys of {expected}"))
+                        }
+                        _ => Ok(()),
                     }
                 }
             })
