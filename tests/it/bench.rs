@@ -61,6 +61,8 @@ crate::on_every_backend! {
             .expect("clusters");
         assert_eq!(clusters.count(), 5, "one cluster record per 10 objects");
         assert!(objects.kvs().iter().all(|kv| kv.value().len() == 600 && kv.version() == 1));
+        let existing = bench(&server, "--total 2 --prefix /registry/ list --keys 0 --page-size 7").await;
+        assert_eq!((existing.operations, existing.errors), (2, 0), "listed what load wrote");
 
         let paced = bench(&server, "--total 1000 --duration 300ms --rate 50 put").await;
         assert!(paced.operations < 1000, "the duration ended the run: {paced:?}");
