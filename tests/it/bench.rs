@@ -10,8 +10,13 @@ use crate::harness::TestServer;
 /// Parses a command line as the binary would and runs its bench workload.
 async fn bench(server: &TestServer, args: &str) -> etcdshim::bench::Report {
     let endpoint = server.endpoint();
+    let prefix = if args.contains("--prefix") {
+        ""
+    } else {
+        "--prefix /b/"
+    };
     let line =
-        format!("etcdshim bench --endpoints {endpoint} --clients 8 --conns 2 --prefix /b/ {args}");
+        format!("etcdshim bench --endpoints {endpoint} --clients 8 --conns 2 {prefix} {args}");
     let cli = Cli::try_parse_from(line.split_whitespace()).expect("valid command line");
     let Some(Command::Bench(args)) = cli.command else {
         panic!("not a bench command")
