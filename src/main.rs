@@ -18,8 +18,13 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.serve).await,
         Command::Bench(args) => match etcdshim::bench::run(&args).await {
-            Ok(report) => {
-                report.print(args.json);
+            Ok(reports) => {
+                for report in &reports {
+                    report.print(args.json);
+                }
+                if reports.iter().any(|r| r.errors > 0) {
+                    return std::process::ExitCode::FAILURE;
+                }
                 Ok(())
             }
             Err(err) => {

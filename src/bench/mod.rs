@@ -5,11 +5,19 @@
 //! Workloads run closed-loop: `--clients` tasks over `--conns` connections take operations
 //! until `--total` are done or `--duration` has passed, optionally paced to `--rate`.
 
+mod client;
+mod drive;
+mod fleet;
+mod objects;
+mod plot;
+mod progress;
 mod report;
 mod workloads;
 
+pub use fleet::FleetArgs;
 pub use report::{Recorder, Report};
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
@@ -41,7 +49,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256, global = true)]
     pub val_size: usize,
 
-    /// Operations to run (for `list`, full lists; for `watch`, events written).
+    /// Operations to run (for `list` and `count`, whole lists and counts; for `watch`, events
+    /// written; `load` and `fleet` take --objects and --clusters instead).
     #[arg(long, default_value_t = 10_000, global = true)]
     pub total: u64,
 
@@ -53,9 +62,13 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0, global = true)]
     pub rate: u64,
 
-    /// Print one JSON object per workload instead of text.
+    /// Print one JSON object per report line instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Also draw throughput over time and the latency histogram into this SVG file.
+    #[arg(long, global = true)]
+    pub plot: Option<PathBuf>,
 
     /// Key prefix the workload writes under.
     #[arg(long, default_value = "/bench/", global = true)]
@@ -91,15 +104,25 @@ pub enum Workload {
         #[arg(long, default_value_t = 100_000)]
         objects: u64,
     },
+    /// Count-only ranges of everything under --prefix (kube-apiserver's object counts).
+    Count,
     /// Watchers of one prefix; latency from a put to each watcher's receipt.
     Watch {
         /// Watches open while the events are written.
         #[arg(long, default_value_t = 10)]
         watchers: usize,
     },
+    /// The Fleet scale test: clusters register and report status while a manager lists all
+    /// clusters in pages and reloads its cache (list, then watch from the list's revision).
+    Fleet(FleetArgs),
 }
 
-/// Runs the workload and returns what it measured.
-pub async fn run(args: &BenchArgs) -> Result<Report, String> {
-    workloads::run(args).await
+/// Runs the workload, draws `--plot` if asked, and returns what it measured: one report, or
+/// for `fleet` one per kind of request.
+pub async fn run(args: &BenchArgs) -> Result<Vec<Report>, String> {
+    let reports = workloads::run(args).await?;
+    if let Some(path) = &args.plot {
+        plot::draw(path, &reports).map_err(|e| format!("drawing {}: {e}", path.display()))?;
+    }
+    Ok(reports)
 }

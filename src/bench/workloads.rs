@@ -1,208 +1,97 @@
-//! The workloads of `etcdshim bench`, over the generated etcd v3 client.
+//! The single-operation workloads of `etcdshim bench`: put, txn-put, range, list, count, load
+//! and watch. The Fleet simulator lives in `fleet.rs`.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::Mutex;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::{BenchArgs, Recorder, Report, Workload};
-use crate::proto::compare::{CompareResult, CompareTarget, TargetUnion};
-use crate::proto::kv_client::KvClient;
-use crate::proto::request_op::Request;
+use super::client::{self, MAX_MESSAGE, create, put};
+use super::drive::drive;
+use super::objects::object_key;
+use super::{BenchArgs, Recorder, Report, Workload, fleet};
 use crate::proto::watch_client::WatchClient;
 use crate::proto::watch_request::RequestUnion;
-use crate::proto::{
-    Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
-};
+use crate::proto::{RangeRequest, WatchCreateRequest, WatchRequest};
 
-/// Responses up to this size are accepted (a list page or a watch batch may be large).
-const MAX_MESSAGE: usize = 256 * 1024 * 1024;
-
-pub async fn run(args: &BenchArgs) -> Result<Report, String> {
-    let channels = connect(args).await?;
-    let run = format!(
-        "{:x}",
-        std::process::id() as u64 * 1_000_003 + epoch_nanos() % 1_000_003
-    );
+pub async fn run(args: &BenchArgs) -> Result<Vec<Report>, String> {
+    let channels = client::connect(args).await?;
+    let run = run_id();
     let keys = Keys {
         prefix: format!("{}{run}/", args.prefix),
         size: args.key_size,
     };
     let value = Bytes::from(vec![b'v'; args.val_size]);
-    match &args.workload {
+    let report = match &args.workload {
         Workload::Put => {
-            let (recorder, elapsed) = drive(args, &channels, args.total, move |channel, i| {
-                put(channel, keys.key(i), value.clone())
+            let (recorder, elapsed) = drive(args, "put", &channels, args.total, move |ch, i| {
+                put(ch, keys.key(i), value.clone())
             })
             .await;
-            Ok(recorder.report("put", elapsed))
+            recorder.report("put", elapsed)
         }
         Workload::TxnPut => {
-            let (recorder, elapsed) = drive(args, &channels, args.total, move |channel, i| {
-                create(channel, keys.key(i), value.clone())
-            })
-            .await;
-            Ok(recorder.report("txn-put", elapsed))
+            let (recorder, elapsed) =
+                drive(args, "txn-put", &channels, args.total, move |ch, i| {
+                    let create = create(ch, keys.key(i), value.clone());
+                    async move { create.await.map(drop) }
+                })
+                .await;
+            recorder.report("txn-put", elapsed)
         }
         Workload::Range { keys: count } => {
             fill(args, &channels, &keys, *count, &value).await?;
             let count = (*count).max(1);
-            let (recorder, elapsed) = drive(args, &channels, args.total, move |channel, i| {
+            let (recorder, elapsed) = drive(args, "range", &channels, args.total, move |ch, i| {
                 // A stride that visits every key, in an order unlike the writes'.
                 let key = keys.key(i.wrapping_mul(7919) % count);
-                async move {
-                    let resp = kv(channel)
-                        .range(RangeRequest {
-                            key,
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if resp.into_inner().kvs.len() == 1 {
-                        Ok(())
-                    } else {
-                        Err("a prefilled key is missing".into())
-                    }
-                }
+                get_one(ch, key)
             })
             .await;
-            Ok(recorder.report("range", elapsed))
+            recorder.report("range", elapsed)
         }
         Workload::List {
             keys: count,
             page_size,
-        } => {
-            let (prefix, expected) = if *count == 0 {
-                (args.prefix.clone(), None)
-            } else {
-                fill(args, &channels, &keys, *count, &value).await?;
-                (keys.prefix.clone(), Some(*count as usize))
-            };
-            let page_size = (*page_size).max(1);
-            let (recorder, elapsed) = drive(args, &channels, args.total, move |channel, _| {
+        } => list(args, &channels, &keys, *count, *page_size, &value).await?,
+        Workload::Count => {
+            let prefix = Bytes::from(args.prefix.clone());
+            let (recorder, elapsed) = drive(args, "count", &channels, args.total, move |ch, _| {
                 let prefix = prefix.clone();
-                async move {
-                    let listed = list(channel, &prefix, page_size).await?;
-                    match expected {
-                        Some(expected) if listed != expected => {
-                            Err(format!("listed {listed} keys of {expected}"))
-                        }
-                        _ => Ok(()),
-                    }
-                }
+                async move { client::count(ch, &prefix, 0).await.map(drop) }
             })
             .await;
-            Ok(recorder.report("list", elapsed))
+            let counted = client::count(channels[0].clone(), args.prefix.as_bytes(), 0).await?;
+            recorder
+                .report("count", elapsed)
+                .with("keys_counted", counted as f64)
         }
-        Workload::Watch { watchers } => watch(args, &channels, &keys, *watchers).await,
         Workload::Load { objects } => {
-            let (recorder, elapsed) = drive(args, &channels, *objects, move |channel, i| {
-                let object = kubernetes_key(&run, i);
-                create(channel, object, value.clone())
+            let (recorder, elapsed) = drive(args, "load", &channels, *objects, move |ch, i| {
+                let create = create(ch, object_key(&run, i), value.clone());
+                async move { create.await.map(drop) }
             })
             .await;
-            Ok(recorder.report("load", elapsed))
+            recorder.report("load", elapsed)
         }
-    }
-}
-
-async fn connect(args: &BenchArgs) -> Result<Vec<Channel>, String> {
-    if args.endpoints.is_empty() {
-        return Err("give at least one endpoint".into());
-    }
-    let mut channels = Vec::new();
-    for i in 0..args.conns.max(1) {
-        let endpoint = &args.endpoints[i % args.endpoints.len()];
-        let channel = Channel::from_shared(endpoint.clone())
-            .map_err(|e| format!("{endpoint}: {e}"))?
-            .connect()
-            .await
-            .map_err(|e| format!("connecting to {endpoint}: {e}"))?;
-        channels.push(channel);
-    }
-    Ok(channels)
-}
-
-/// kube-apiserver's create: put `key` if it does not exist.
-async fn create(channel: Channel, key: Bytes, value: Bytes) -> Result<(), String> {
-    let txn = TxnRequest {
-        compare: vec![Compare {
-            result: CompareResult::Equal as i32,
-            target: CompareTarget::Mod as i32,
-            key: key.clone(),
-            target_union: Some(TargetUnion::ModRevision(0)),
-            range_end: Bytes::new(),
-        }],
-        success: vec![RequestOp {
-            request: Some(Request::RequestPut(PutRequest {
-                key,
-                value,
-                ..Default::default()
-            })),
-        }],
-        failure: Vec::new(),
+        Workload::Watch { watchers } => watch(args, &channels, &keys, *watchers).await?,
+        Workload::Fleet(fleet_args) => {
+            return fleet::run(args, fleet_args, &channels, &run).await;
+        }
     };
-    let resp = kv(channel)
-        .txn(txn)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_inner();
-    if resp.succeeded {
-        Ok(())
-    } else {
-        Err("the key existed".to_string())
-    }
+    Ok(vec![report])
 }
 
-/// The `i`th object of a Fleet-shaped store: per simulated cluster, a cluster record, its
-/// registration objects and its bundle deployments, each under its own namespace.
-fn kubernetes_key(run: &str, i: u64) -> Bytes {
-    const RESOURCES: [&str; 10] = [
-        "fleet.cattle.io/clusters",
-        "serviceaccounts",
-        "secrets",
-        "rbac.authorization.k8s.io/roles",
-        "rbac.authorization.k8s.io/rolebindings",
-        "fleet.cattle.io/clusterregistrations",
-        "fleet.cattle.io/bundledeployments",
-        "fleet.cattle.io/bundledeployments",
-        "configmaps",
-        "coordination.k8s.io/leases",
-    ];
-    let cluster = i / RESOURCES.len() as u64;
-    let resource = RESOURCES[(i % RESOURCES.len() as u64) as usize];
-    Bytes::from(format!(
-        "/registry/{resource}/cluster-fleet-{run}-{cluster}/object-{i}"
-    ))
-}
-
-async fn put(channel: Channel, key: Bytes, value: Bytes) -> Result<(), String> {
-    kv(channel)
-        .put(PutRequest {
-            key,
-            value,
-            ..Default::default()
-        })
-        .await
-        .map(drop)
-        .map_err(|e| e.to_string())
-}
-
-fn kv(channel: Channel) -> KvClient<Channel> {
-    KvClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
-}
-
-fn epoch_nanos() -> u64 {
-    std::time::SystemTime::now()
+/// A name for this run's keys, unlike any other run's.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!(
+        "{:x}",
+        u64::from(std::process::id()) * 1_000_003 + nanos % 1_000_003
+    )
 }
 
 /// Keys of one run: the prefix, then the operation number padded to the key size.
@@ -219,55 +108,19 @@ impl Keys {
     }
 }
 
-/// Runs `op` for operation numbers 0..total on `--clients` tasks (or until `--duration`),
-/// paced to `--rate`; returns the latencies and the time taken.
-async fn drive<F, Fut>(
-    args: &BenchArgs,
-    channels: &[Channel],
-    total: u64,
-    op: F,
-) -> (Recorder, Duration)
-where
-    F: Fn(Channel, u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), String>> + Send,
-{
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let deadline = args.duration.map(|d| started + d);
-    let pacer = (args.rate > 0).then(|| {
-        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        Arc::new(Mutex::new(interval))
-    });
-    let mut tasks = Vec::new();
-    for client in 0..args.clients.max(1) {
-        let (next, pacer, op) = (next.clone(), pacer.clone(), op.clone());
-        let channel = channels[client % channels.len()].clone();
-        tasks.push(tokio::spawn(async move {
-            let mut recorder = Recorder::default();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total || deadline.is_some_and(|d| Instant::now() >= d) {
-                    return recorder;
-                }
-                if let Some(pacer) = &pacer {
-                    pacer.lock().await.tick().await;
-                }
-                let began = Instant::now();
-                match op(channel.clone(), i).await {
-                    Ok(()) => recorder.record(began.elapsed()),
-                    Err(_) => recorder.error(),
-                }
-            }
-        }));
+async fn get_one(channel: Channel, key: Bytes) -> Result<(), String> {
+    let resp = client::kv(channel)
+        .range(RangeRequest {
+            key,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.into_inner().kvs.len() == 1 {
+        Ok(())
+    } else {
+        Err("a prefilled key is missing".into())
     }
-    let mut all = Recorder::default();
-    for task in tasks {
-        if let Ok(recorder) = task.await {
-            all.merge(&recorder);
-        }
-    }
-    (all, started.elapsed())
 }
 
 /// Writes keys 0..count (not measured).
@@ -284,53 +137,71 @@ async fn fill(
         ..args.clone()
     };
     let (keys, value) = (keys.clone(), value.clone());
-    let (recorder, _) = drive(&fill_args, channels, count, move |channel, i| {
-        put(channel, keys.key(i), value.clone())
+    let (recorder, _) = drive(&fill_args, "fill", channels, count, move |ch, i| {
+        put(ch, keys.key(i), value.clone())
     })
     .await;
     let report = recorder.report("fill", Duration::from_secs(1));
-    if report.errors > 0 {
-        return Err(format!(
-            "{} of {count} puts failed while filling",
+    match report.first_error {
+        Some(error) => Err(format!(
+            "{} of {count} puts failed while filling: {error}",
             report.errors
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
-/// One full paged list of `prefix`, pinned to the first page's revision. Returns the keys seen.
-async fn list(channel: Channel, prefix: &str, page_size: i64) -> Result<usize, String> {
-    let mut end = prefix.as_bytes().to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    let (end, mut start) = (Bytes::from(end), prefix.as_bytes().to_vec());
-    let mut client = kv(channel);
-    let (mut revision, mut listed) = (0, 0);
-    loop {
-        let page = client
-            .range(RangeRequest {
-                key: Bytes::from(start.clone()),
-                range_end: end.clone(),
-                limit: page_size,
-                revision,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .into_inner();
-        if revision == 0 {
-            revision = page.header.map_or(0, |h| h.revision);
-        }
-        listed += page.kvs.len();
-        match (page.more, page.kvs.last()) {
-            (true, Some(last)) => {
-                start = last.key.to_vec();
-                start.push(0);
+/// Full paged lists; the report adds the keys per list and the mean first and last page time.
+async fn list(
+    args: &BenchArgs,
+    channels: &[Channel],
+    keys: &Keys,
+    count: u64,
+    page_size: i64,
+    value: &Bytes,
+) -> Result<Report, String> {
+    let (prefix, expected) = if count == 0 {
+        (args.prefix.clone(), None)
+    } else {
+        fill(args, channels, keys, count, value).await?;
+        (keys.prefix.clone(), Some(count as usize))
+    };
+    let page_size = page_size.max(1);
+    let pages = std::sync::Arc::new(std::sync::Mutex::new((
+        0usize,
+        Duration::ZERO,
+        Duration::ZERO,
+    )));
+    let seen = pages.clone();
+    let (recorder, elapsed) = drive(args, "list", channels, args.total, move |ch, _| {
+        let (prefix, seen) = (prefix.clone(), seen.clone());
+        async move {
+            let listed = client::list(ch, prefix.as_bytes(), page_size, drop).await?;
+            if let Ok(mut seen) = seen.lock() {
+                *seen = (
+                    listed.count,
+                    seen.1 + listed.first_page,
+                    seen.2 + listed.last_page,
+                );
             }
-            _ => return Ok(listed),
+            match expected {
+                Some(expected) if listed.count != expected => {
+                    Err(format!("listed {} keys of {expected}", listed.count))
+                }
+                _ => Ok(()),
+            }
         }
-    }
+    })
+    .await;
+    let (keys_listed, first, last) = pages.lock().map(|p| *p).unwrap_or_default();
+    let lists = recorder.operations().max(1) as f64;
+    let mean_ms =
+        |total: Duration| (total.as_secs_f64() * 1000.0 / lists * 1000.0).round() / 1000.0;
+    Ok(recorder
+        .report("list", elapsed)
+        .with("keys_listed", keys_listed as f64)
+        .with("first_page_ms", mean_ms(first))
+        .with("last_page_ms", mean_ms(last)))
 }
 
 /// `watchers` watches of the run's prefix; `--total` puts; latency from each put's start to
@@ -341,11 +212,9 @@ async fn watch(
     keys: &Keys,
     watchers: usize,
 ) -> Result<Report, String> {
-    let mut end = keys.prefix.as_bytes().to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
     let origin = Instant::now();
+    // How many puts were written, once the writers are done.
+    let (written_tx, written_rx) = tokio::sync::watch::channel(None::<u64>);
     let mut receivers = Vec::new();
     for w in 0..watchers.max(1) {
         let mut client = WatchClient::new(channels[w % channels.len()].clone())
@@ -353,7 +222,7 @@ async fn watch(
         let (requests, outbound) = tokio::sync::mpsc::channel(1);
         let create = WatchCreateRequest {
             key: keys.prefix.clone().into(),
-            range_end: end.clone().into(),
+            range_end: client::prefix_end(keys.prefix.as_bytes()),
             ..Default::default()
         };
         requests
@@ -371,14 +240,22 @@ async fn watch(
             Ok(Some(created)) if created.created => {}
             other => return Err(format!("creating watch {w} failed: {other:?}")),
         }
-        let total = args.total;
+        let mut written = written_rx.clone();
         receivers.push(tokio::spawn(async move {
             let _open = requests;
-            let mut recorder = Recorder::default();
+            let mut recorder = Recorder::new(origin);
             let mut received = 0;
-            while received < total {
-                let Ok(Some(response)) = responses.message().await else {
-                    break;
+            loop {
+                if written.borrow().is_some_and(|total| received >= total) {
+                    return recorder;
+                }
+                let response = tokio::select! {
+                    response = responses.message() => response,
+                    _ = written.changed() => continue,
+                };
+                let Ok(Some(response)) = response else {
+                    recorder.error("the watch ended early");
+                    return recorder;
                 };
                 for event in response.events {
                     received += 1;
@@ -393,37 +270,34 @@ async fn watch(
                     match sent {
                         Some(sent) => recorder
                             .record(origin.elapsed().saturating_sub(Duration::from_nanos(sent))),
-                        None => recorder.error(),
+                        None => recorder.error("an event without the bench's time stamp"),
                     }
                 }
             }
-            recorder
         }));
     }
     let size = args.val_size.max(20);
     let keys = keys.clone();
-    let (writes, _) = drive(args, channels, args.total, move |channel, i| {
+    let (writes, _) = drive(args, "watch", channels, args.total, move |ch, i| {
         let key = keys.key(i % 1000);
         async move {
             let stamp = format!("{:020}", origin.elapsed().as_nanos());
             let mut value = stamp.into_bytes();
             value.resize(size, b'v');
-            put(channel, key, value.into()).await
+            put(ch, key, value.into()).await
         }
     })
     .await;
-    let written = writes.report("writes", Duration::from_secs(1)).operations;
-    let mut all = Recorder::default();
+    let _ = written_tx.send(Some(writes.operations()));
+    let mut all = Recorder::new(origin);
     for receiver in receivers {
-        let waited = tokio::time::timeout(Duration::from_secs(60), receiver).await;
-        match waited {
+        match tokio::time::timeout(Duration::from_secs(60), receiver).await {
             Ok(Ok(recorder)) => all.merge(&recorder),
-            _ => all.error(),
+            _ => all.error("a watcher did not receive every event within 60 s"),
         }
     }
-    let mut report = all.report("watch", origin.elapsed());
-    if written < args.total {
-        report.errors += args.total - written;
-    }
-    Ok(report)
+    all.merge_errors(&writes);
+    Ok(all
+        .report("watch", origin.elapsed())
+        .with("events_written", writes.operations() as f64))
 }

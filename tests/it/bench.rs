@@ -7,8 +7,15 @@ use etcdshim::config::{Cli, Command};
 
 use crate::harness::TestServer;
 
-/// Parses a command line as the binary would and runs its bench workload.
+/// Runs a single-report workload.
 async fn bench(server: &TestServer, args: &str) -> etcdshim::bench::Report {
+    let mut reports = bench_reports(server, args).await;
+    assert_eq!(reports.len(), 1, "one report: {reports:?}");
+    reports.remove(0)
+}
+
+/// Parses a command line as the binary would and runs its bench workload.
+async fn bench_reports(server: &TestServer, args: &str) -> Vec<etcdshim::bench::Report> {
     let endpoint = server.endpoint();
     let prefix = if args.contains("--prefix") {
         ""
@@ -52,6 +59,12 @@ crate::on_every_backend! {
         let list = bench(&server, "--total 3 list --keys 23 --page-size 5").await;
         assert_eq!((list.workload.as_str(), list.operations, list.errors), ("list", 3, 0));
         assert_eq!(count(&mut client).await, 103);
+        assert_eq!(list.extra["keys_listed"], 23.0, "{list:?}");
+        assert!(list.extra["first_page_ms"] > 0.0 && list.extra["last_page_ms"] > 0.0, "{list:?}");
+
+        let counted = bench(&server, "--total 4 count").await;
+        assert_eq!((counted.workload.as_str(), counted.operations, counted.errors), ("count", 4, 0));
+        assert_eq!(counted.extra["keys_counted"], 103.0);
 
         let watch = bench(&server, "--total 12 --val-size 64 watch --watchers 3").await;
         assert_eq!((watch.workload.as_str(), watch.operations, watch.errors), ("watch", 36, 0), "3 watchers x 12 events");
@@ -68,6 +81,33 @@ crate::on_every_backend! {
         assert!(objects.kvs().iter().all(|kv| kv.value().len() == 600 && kv.version() == 1));
         let existing = bench(&server, "--total 2 --prefix /registry/ list --keys 0 --page-size 7").await;
         assert_eq!((existing.operations, existing.errors), (2, 0), "listed what load wrote");
+
+        let fleet = bench_reports(&server, "fleet --clusters 12 --updates 3 --page-size 4 --reload-every 50ms").await;
+        let by_name = |name: &str| fleet.iter().find(|r| r.workload == name).unwrap_or_else(|| panic!("no {name} in {fleet:?}")).clone();
+        let expected = [("fleet-clusters", 12), ("fleet-register", 120), ("fleet-read", 12), ("fleet-status", 36)];
+        for (name, operations) in expected {
+            let report = by_name(name);
+            assert_eq!((report.operations, report.errors), (operations, 0), "{report:?}");
+        }
+        let (lists, reloads) = (by_name("fleet-list"), by_name("fleet-reload"));
+        assert!(lists.operations >= 1 && lists.errors == 0, "{lists:?}");
+        assert!(reloads.operations >= 1 && reloads.operations <= lists.operations, "{reloads:?}");
+        assert_eq!(reloads.extra["clusters_cached"], 17.0, "5 loaded and 12 simulated cluster records");
+        assert!(reloads.extra["watch_events"] >= 1.0, "{reloads:?}");
+        let objects = client.get("/registry/", Some(GetOptions::new().with_prefix().with_count_only())).await.expect("objects");
+        assert_eq!(objects.count(), 45 + 120, "ten objects per simulated cluster");
+        let records = client
+            .get("/registry/fleet.cattle.io/clusters/", Some(GetOptions::new().with_prefix()))
+            .await
+            .expect("records");
+        let updated = records.kvs().iter().filter(|kv| kv.version() == 4).count();
+        assert_eq!(updated, 12, "each simulated cluster record: created, then 3 status updates");
+
+        let plot = tempfile::NamedTempFile::new().expect("temp file");
+        let plotted = bench(&server, &format!("--total 20 --plot {} put", plot.path().display())).await;
+        assert_eq!(plotted.operations, 20);
+        let svg = std::fs::read_to_string(plot.path()).expect("the plot was written");
+        assert!(svg.starts_with("<svg") && svg.contains("Throughput") && svg.contains("Latency histogram") && svg.contains(">\nput\n<"), "{svg}");
 
         let paced = bench(&server, "--total 1000 --duration 300ms --rate 50 put").await;
         assert!(paced.operations < 1000, "the duration ended the run: {paced:?}");

@@ -1,0 +1,202 @@
+//! The etcd v3 calls the workloads make, in the shapes kube-apiserver uses (create and update
+//! txns, paged lists pinned to one revision), over the generated gRPC client.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tonic::transport::Channel;
+
+use super::BenchArgs;
+use crate::proto::compare::{CompareResult, CompareTarget, TargetUnion};
+use crate::proto::kv_client::KvClient;
+use crate::proto::request_op::Request;
+use crate::proto::response_op::Response;
+use crate::proto::{Compare, KeyValue, PutRequest, RangeRequest, RequestOp, TxnRequest};
+
+/// Responses up to this size are accepted (a list page or a watch batch may be large).
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// `--conns` channels, spread over the endpoints.
+pub async fn connect(args: &BenchArgs) -> Result<Vec<Channel>, String> {
+    if args.endpoints.is_empty() {
+        return Err("give at least one endpoint".into());
+    }
+    let mut channels = Vec::new();
+    for i in 0..args.conns.max(1) {
+        let endpoint = &args.endpoints[i % args.endpoints.len()];
+        let channel = Channel::from_shared(endpoint.clone())
+            .map_err(|e| format!("{endpoint}: {e}"))?
+            .connect()
+            .await
+            .map_err(|e| format!("connecting to {endpoint}: {e}"))?;
+        channels.push(channel);
+    }
+    Ok(channels)
+}
+
+pub fn kv(channel: Channel) -> KvClient<Channel> {
+    KvClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE)
+}
+
+/// The end of the range of every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Bytes {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Bytes::from(end);
+        }
+    }
+    // Every byte was 0xff: etcd's "to the end of the keyspace".
+    Bytes::from_static(b"\0")
+}
+
+pub async fn put(channel: Channel, key: Bytes, value: Bytes) -> Result<(), String> {
+    kv(channel)
+        .put(PutRequest {
+            key,
+            value,
+            ..Default::default()
+        })
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// kube-apiserver's create: put `key` if it does not exist. Returns the new mod_revision.
+pub async fn create(channel: Channel, key: Bytes, value: Bytes) -> Result<i64, String> {
+    put_if_mod_revision(channel, key, value, 0)
+        .await?
+        .map_err(|_| "the key existed".to_string())
+}
+
+/// kube-apiserver's update (GuaranteedUpdate): put `key` if its mod_revision is still
+/// `expected`, else read it back. Returns Ok(new mod_revision) or Err(the current pair).
+pub async fn update(
+    channel: Channel,
+    key: Bytes,
+    value: Bytes,
+    expected: i64,
+) -> Result<Result<i64, Option<KeyValue>>, String> {
+    put_if_mod_revision(channel, key, value, expected).await
+}
+
+async fn put_if_mod_revision(
+    channel: Channel,
+    key: Bytes,
+    value: Bytes,
+    expected: i64,
+) -> Result<Result<i64, Option<KeyValue>>, String> {
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal as i32,
+            target: CompareTarget::Mod as i32,
+            key: key.clone(),
+            target_union: Some(TargetUnion::ModRevision(expected)),
+            range_end: Bytes::new(),
+        }],
+        success: vec![RequestOp {
+            request: Some(Request::RequestPut(PutRequest {
+                key: key.clone(),
+                value,
+                ..Default::default()
+            })),
+        }],
+        failure: vec![RequestOp {
+            request: Some(Request::RequestRange(RangeRequest {
+                key,
+                ..Default::default()
+            })),
+        }],
+    };
+    let resp = kv(channel)
+        .txn(txn)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    if resp.succeeded {
+        return Ok(Ok(resp.header.map_or(0, |h| h.revision)));
+    }
+    let current = resp.responses.into_iter().find_map(|op| match op.response {
+        Some(Response::ResponseRange(range)) => range.kvs.into_iter().next(),
+        _ => None,
+    });
+    Ok(Err(current))
+}
+
+/// What one full paged list saw.
+pub struct Listed {
+    /// The revision every page was read at.
+    pub revision: i64,
+    pub count: usize,
+    pub first_page: Duration,
+    pub last_page: Duration,
+}
+
+/// One full paged list of `prefix` as kube-apiserver lists: the first page at the head, the
+/// rest pinned to its revision, each page starting after the last key of the one before.
+/// Each page's pairs go to `on_page`.
+pub async fn list(
+    channel: Channel,
+    prefix: &[u8],
+    page_size: i64,
+    mut on_page: impl FnMut(Vec<KeyValue>),
+) -> Result<Listed, String> {
+    let end = prefix_end(prefix);
+    let mut start = prefix.to_vec();
+    let mut client = kv(channel);
+    let mut listed = Listed {
+        revision: 0,
+        count: 0,
+        first_page: Duration::ZERO,
+        last_page: Duration::ZERO,
+    };
+    loop {
+        let began = Instant::now();
+        let page = client
+            .range(RangeRequest {
+                key: Bytes::from(start.clone()),
+                range_end: end.clone(),
+                limit: page_size,
+                revision: listed.revision,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        listed.last_page = began.elapsed();
+        if listed.revision == 0 {
+            listed.revision = page.header.map_or(0, |h| h.revision);
+            listed.first_page = listed.last_page;
+        }
+        let more = page.more;
+        if let Some(last) = page.kvs.last() {
+            start = last.key.to_vec();
+            start.push(0);
+        }
+        let got = page.kvs.len();
+        listed.count += got;
+        on_page(page.kvs);
+        if !more || got == 0 {
+            return Ok(listed);
+        }
+    }
+}
+
+/// The number of keys under `prefix` at `revision` (0: the head), by a count-only range.
+pub async fn count(channel: Channel, prefix: &[u8], revision: i64) -> Result<i64, String> {
+    let resp = kv(channel)
+        .range(RangeRequest {
+            key: Bytes::copy_from_slice(prefix),
+            range_end: prefix_end(prefix),
+            count_only: true,
+            revision,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    Ok(resp.count)
+}
