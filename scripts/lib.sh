@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Shared by the benchmark scripts: start and stop a target (real etcd or etcdshim on one
+# datastore) on 127.0.0.1, and run `etcdshim bench` against it. Source it; do not run it.
+#
+# Targets: etcd (Debian's etcd-server, `etcd` from PATH or $ETCD_BIN), sqlite, postgres,
+# mysql. PostgreSQL and MariaDB are the machine's (127.0.0.1:5432 user postgres, 127.0.0.1:3306
+# user root); each run uses a fresh database named etcdshim_bench.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ETCDSHIM="$ROOT/target/release/etcdshim"
+ETCD_BIN="${ETCD_BIN:-etcd}"
+WORK="${BENCH_WORK:-/tmp/etcdshim-bench}"
+PORT="${BENCH_PORT:-23790}"
+ENDPOINT="http://127.0.0.1:$PORT"
+TARGET_PID=""
+
+build() {
+    (cd "$ROOT" && cargo build --release --quiet)
+}
+
+# The datastore endpoint etcdshim uses for a target.
+datastore() {
+    case "$1" in
+        sqlite) echo "sqlite://$WORK/sqlite/state.db" ;;
+        postgres) echo "postgres://postgres@127.0.0.1:5432/etcdshim_bench" ;;
+        mysql) echo "mysql://root@tcp(127.0.0.1:3306)/etcdshim_bench" ;;
+        *) echo "unknown target $1" >&2; return 1 ;;
+    esac
+}
+
+# Removes a target's data, so the next start is empty.
+wipe() {
+    case "$1" in
+        etcd) rm -rf "$WORK/etcd" ;;
+        sqlite) rm -rf "$WORK/sqlite" ;;
+        postgres) psql -q -h 127.0.0.1 -U postgres -d test -c 'DROP DATABASE IF EXISTS etcdshim_bench' ;;
+        mysql) mysql -h 127.0.0.1 -u root -e 'DROP DATABASE IF EXISTS etcdshim_bench' ;;
+    esac
+}
+
+# Starts target $1 on $PORT (keeping its data) and waits until it answers a read.
+start() {
+    local target="$1"
+    mkdir -p "$WORK/$target"
+    if [ "$target" = etcd ]; then
+        "$ETCD_BIN" --name bench --data-dir "$WORK/etcd/data" \
+            --listen-client-urls "$ENDPOINT" --advertise-client-urls "$ENDPOINT" \
+            --listen-peer-urls "http://127.0.0.1:$((PORT + 1))" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$((PORT + 1))" \
+            --initial-cluster "bench=http://127.0.0.1:$((PORT + 1))" \
+            --quota-backend-bytes $((16 * 1024 * 1024 * 1024)) \
+            >"$WORK/etcd.log" 2>&1 &
+    else
+        "$ETCDSHIM" --listen-address "127.0.0.1:$PORT" --endpoint "$(datastore "$target")" \
+            --metrics-bind-address 0 >"$WORK/$target.log" 2>&1 &
+    fi
+    TARGET_PID=$!
+    wait_serving
+}
+
+# Waits until the endpoint answers a count-only range (at most 10 minutes).
+wait_serving() {
+    for _ in $(seq 1 30000); do
+        if "$ETCDSHIM" bench --endpoints "$ENDPOINT" --conns 1 --clients 1 --total 1 \
+            --prefix /nothing/ count >/dev/null 2>&1; then
+            return 0
+        fi
+        if ! kill -0 "$TARGET_PID" 2>/dev/null; then
+            echo "the target stopped; see $WORK/*.log" >&2
+            return 1
+        fi
+        sleep 0.02
+    done
+    echo "the target did not answer within 10 minutes" >&2
+    return 1
+}
+
+stop() {
+    if [ -n "$TARGET_PID" ]; then
+        kill "$TARGET_PID" 2>/dev/null || true
+        wait "$TARGET_PID" 2>/dev/null || true
+        TARGET_PID=""
+    fi
+}
+
+# Resident memory of the running target, in MiB.
+rss_mib() {
+    awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$TARGET_PID/status"
+}
+
+# bench TARGET CASE ARGS...: runs `etcdshim bench ARGS --json` and appends each report line,
+# tagged with the target and case, to $RESULTS.
+bench() {
+    local target="$1" case="$2"
+    shift 2
+    "$ETCDSHIM" bench --endpoints "$ENDPOINT" --json "$@" | while read -r line; do
+        echo "{\"target\":\"$target\",\"case\":\"$case\",\"report\":$line}" | tee -a "$RESULTS"
+    done
+}
+
+# note TARGET CASE NAME VALUE: appends a single measurement (not from bench) to $RESULTS.
+note() {
+    echo "{\"target\":\"$1\",\"case\":\"$2\",\"report\":{\"$3\":$4}}" | tee -a "$RESULTS"
+}
+
+trap stop EXIT

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The scale run of docs/benchmarks.md: fill each target with N Fleet-shaped objects of 1 KiB
+# (`bench load`), then measure full paged lists (pages of 500 and 10,000, with the first and
+# last page times), count_only, resident memory, and the time from a restart to serving.
+#
+#   OBJECTS=1000000 scripts/scale.sh [TARGET...]      (default: etcd sqlite postgres)
+#
+# Results go to $RESULTS (default /tmp/etcdshim-bench/scale.jsonl, replaced each run).
+source "$(dirname "$0")/lib.sh"
+
+TARGETS=("${@:-etcd sqlite postgres}")
+read -r -a TARGETS <<<"${TARGETS[*]}"
+OBJECTS="${OBJECTS:-1000000}"
+RESULTS="${RESULTS:-$WORK/scale.jsonl}"
+mkdir -p "$WORK"
+: >"$RESULTS"
+build
+
+for target in "${TARGETS[@]}"; do
+    echo "== $target" >&2
+    wipe "$target"
+    start "$target"
+    bench "$target" load --clients 200 --conns 10 --val-size 1024 load --objects "$OBJECTS"
+    note "$target" rss-after-load rss_mib "$(rss_mib)"
+    bench "$target" list-500 --clients 1 --conns 1 --total 2 --prefix /registry/ list --keys 0 --page-size 500
+    bench "$target" list-10000 --clients 1 --conns 1 --total 2 --prefix /registry/ list --keys 0 --page-size 10000
+    bench "$target" count --clients 1 --conns 1 --total 10 --prefix /registry/ count
+    stop
+    began=$(date +%s%N)
+    start "$target"
+    note "$target" restart restart_to_serving_ms $((($(date +%s%N) - began) / 1000000))
+    note "$target" rss-after-restart rss_mib "$(rss_mib)"
+    bench "$target" list-500-after-restart --clients 1 --conns 1 --total 1 --prefix /registry/ list --keys 0 --page-size 500
+    note "$target" rss-after-list rss_mib "$(rss_mib)"
+    stop
+    case "$target" in
+        etcd | sqlite) note "$target" disk disk_mib "$(du -sm "$WORK/$target" | cut -f1)" ;;
+        postgres) note "$target" disk disk_mib "$(psql -qtA -h 127.0.0.1 -U postgres -d test -c "SELECT pg_database_size('etcdshim_bench') / 1048576")" ;;
+    esac
+    wipe "$target"
+done
+
+python3 "$ROOT/scripts/table.py" "$RESULTS"

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Turns the JSON lines of scripts/bench-vs-etcd.sh or scripts/scale.sh into a Markdown table:
+one row per measurement, one column per target, each etcdshim cell with its ratio to etcd.
+
+    python3 scripts/table.py RESULTS.jsonl
+"""
+import json
+import sys
+
+# (case, field, label, unit, scale, higher_is_better)
+ROWS = [
+    ("put", "per_second", "put, 100 clients", "ops/s", 1, True),
+    ("put", "p99_ms", "put p99", "ms", 1, False),
+    ("txn-put", "per_second", "txn-put (create txn), 100 clients", "ops/s", 1, True),
+    ("txn-put", "p99_ms", "txn-put p99", "ms", 1, False),
+    ("range", "per_second", "range of one key, 100 clients", "ops/s", 1, True),
+    ("range", "p99_ms", "range p99", "ms", 1, False),
+    ("watch-1", "per_second", "watch, 1 watcher: events delivered", "events/s", 1, True),
+    ("watch-1", "p99_ms", "watch, 1 watcher: put-to-event p99", "ms", 1, False),
+    ("watch-1000", "per_second", "watch, 1,000 watchers: events delivered", "events/s", 1, True),
+    ("watch-1000", "p99_ms", "watch, 1,000 watchers: put-to-event p99", "ms", 1, False),
+    ("list-100k-500", "p50_ms", "list 100k keys, pages of 500", "ms", 1, False),
+    ("list-100k-10000", "p50_ms", "list 100k keys, pages of 10,000", "ms", 1, False),
+    ("count-100k", "p50_ms", "count_only of 100k keys", "ms", 1, False),
+    ("load", "per_second", "load: create txns of 1 KiB objects, 200 clients", "objects/s", 1, True),
+    ("list-500", "p50_ms", "full list, pages of 500", "s", 0.001, False),
+    ("list-500", "first_page_ms", "first page of 500", "ms", 1, False),
+    ("list-500", "last_page_ms", "last page of 500", "ms", 1, False),
+    ("list-10000", "p50_ms", "full list, pages of 10,000", "s", 0.001, False),
+    ("list-10000", "first_page_ms", "first page of 10,000", "ms", 1, False),
+    ("list-10000", "last_page_ms", "last page of 10,000", "ms", 1, False),
+    ("count", "p50_ms", "count_only of every object", "ms", 1, False),
+    ("restart", "restart_to_serving_ms", "restart to serving", "ms", 1, False),
+    ("rss-after-load", "rss_mib", "RSS after the load", "MiB", 1, False),
+    ("rss-after-restart", "rss_mib", "RSS after a restart", "MiB", 1, False),
+    ("rss-after-list", "rss_mib", "RSS after a restart and one list", "MiB", 1, False),
+    ("disk", "disk_mib", "data on disk", "MiB", 1, False),
+]
+
+
+def main(path):
+    values = {}
+    targets = []
+    with open(path) as lines:
+        for line in lines:
+            record = json.loads(line)
+            target, report = record["target"], record["report"]
+            if target not in targets:
+                targets.append(target)
+            # fleet and other multi-report cases are keyed by the report's own name.
+            case = record["case"]
+            for field, value in report.items():
+                values[(target, case, field)] = value
+            if report.get("errors"):
+                print(f"warning: {target} {case}: {report['errors']} errors", file=sys.stderr)
+    others = [t for t in targets if t != "etcd"]
+    header = ["measurement"] + (["etcd 3.4"] if "etcd" in targets else [])
+    header += [f"etcdshim {t}" + (" (ratio to etcd)" if "etcd" in targets else "") for t in others]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for case, field, label, unit, scale, higher in ROWS:
+        cells = [values.get((t, case, field)) for t in targets]
+        if all(c is None for c in cells):
+            continue
+        better = "higher" if higher else "lower"
+        row = [f"{label} ({unit}, {better} is better)"]
+        reference = values.get(("etcd", case, field))
+        for target, value in zip(targets, cells):
+            if value is None:
+                row.append("")
+                continue
+            text = format_value(value * scale)
+            if target != "etcd" and reference:
+                text += f" ({value / reference:.2f})"
+            row.append(text)
+        print("| " + " | ".join(row) + " |")
+
+
+def format_value(value):
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
