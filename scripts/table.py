@@ -30,10 +30,18 @@ ROWS = [
     ("list-10000", "first_page_ms", "first page of 10,000", "ms", 1, False),
     ("list-10000", "last_page_ms", "last page of 10,000", "ms", 1, False),
     ("count", "p50_ms", "count_only of every object", "ms", 1, False),
+    ("fleet-register", "per_second", "fleet: registration creates", "ops/s", 1, True),
+    ("fleet-register", "p99_ms", "fleet: registration create p99", "ms", 1, False),
+    ("fleet-status", "per_second", "fleet: status updates", "ops/s", 1, True),
+    ("fleet-status", "p99_ms", "fleet: status update p99", "ms", 1, False),
+    ("fleet-read", "p99_ms", "fleet: read own bundle deployments p99", "ms", 1, False),
+    ("fleet-list", "p50_ms", "fleet: manager's full list of cluster records", "ms", 1, False),
+    ("fleet-reload", "p50_ms", "fleet: manager's reload (list, then watch caught up)", "ms", 1, False),
+    ("fleet-reload", "clusters_cached", "fleet: cluster records in the manager's cache", "records", 1, True),
     ("restart", "restart_to_serving_ms", "restart to serving", "ms", 1, False),
     ("rss-after-load", "rss_mib", "RSS after the load", "MiB", 1, False),
     ("rss-after-restart", "rss_mib", "RSS after a restart", "MiB", 1, False),
-    ("rss-after-list", "rss_mib", "RSS after a restart and one list", "MiB", 1, False),
+    ("rss-after-list", "rss_mib", "RSS after a restart and one list (pages of 10,000)", "MiB", 1, False),
     ("disk", "disk_mib", "data on disk", "MiB", 1, False),
 ]
 
@@ -47,8 +55,10 @@ def main(path):
             target, report = record["target"], record["report"]
             if target not in targets:
                 targets.append(target)
-            # fleet and other multi-report cases are keyed by the report's own name.
+            # The fleet case has a report per kind of request: keyed by the report's name.
             case = record["case"]
+            if report.get("workload", "").startswith("fleet-"):
+                case = report["workload"]
             for field, value in report.items():
                 values[(target, case, field)] = value
             if report.get("errors"):

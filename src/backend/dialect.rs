@@ -144,8 +144,10 @@ pub fn key_condition(column: &str, end: &KeyEnd) -> String {
 
 /// The reads of one range shape, at revision :rev.
 pub struct RangeStatements {
-    pub page_current: Sql,
-    pub page_deleted: Sql,
+    /// The keys alive at :rev in key order, up to :limit of them, in one statement: those
+    /// `current` lists (at their version as of :rev), then those deleted since :rev and not
+    /// alive now. The caller merges the two parts.
+    pub page: Sql,
     pub count: Sql,
     pub history: Sql,
 }
@@ -163,10 +165,14 @@ impl RangeStatements {
         };
         let latest_c = latest("c.@key", "c.mod_revision > :rev");
         let latest_g = latest("g.@key", "TRUE");
+        // The joins to `log` repeat the range's bounds on `l` although `l.key = c.key` implies
+        // them: without them PostgreSQL may merge-join against the whole log from its first
+        // key, so each page of a paged list costs a scan of every key before it (0.56 s per
+        // page of 500 at 1M keys, against 4 ms with the bounds).
         let deleted_since = format!(
             "FROM (SELECT DISTINCT d.@key AS @key FROM log d \
                    WHERE d.revision > :rev AND d.deleted = 1 AND {d_keys}) g \
-             JOIN log l ON l.@key = g.@key AND l.revision = {latest_g} \
+             JOIN log l ON l.@key = g.@key AND {l_keys} AND l.revision = {latest_g} \
              WHERE l.deleted = 0 AND NOT EXISTS (SELECT 1 FROM current c WHERE c.@key = g.@key)"
         );
         let pick = |column: &str, log_column: &str| {
@@ -177,21 +183,21 @@ impl RangeStatements {
             Dialect::Mysql => ":prev",
         };
         RangeStatements {
-            page_current: dialect.render(&format!(
-                "SELECT c.@key, {}, {}, {}, {}, {} FROM current c \
-                 LEFT JOIN log l ON c.mod_revision > :rev AND l.@key = c.@key \
+            page: dialect.render(&format!(
+                "SELECT * FROM (SELECT c.@key AS @key, {} AS create_revision, \
+                   {} AS mod_revision, {} AS version, {} AS lease, {} AS value FROM current c \
+                 LEFT JOIN log l ON c.mod_revision > :rev AND l.@key = c.@key AND {l_keys} \
                    AND l.revision = {latest_c} \
                  WHERE {c_keys} AND (c.mod_revision <= :rev OR l.deleted = 0) \
-                 ORDER BY c.@key LIMIT :limit",
+                 ORDER BY c.@key LIMIT :limit) live \
+                 UNION ALL \
+                 SELECT * FROM (SELECT l.@key AS @key, l.create_revision, l.revision, l.version, \
+                   l.lease, l.value {deleted_since} ORDER BY l.@key LIMIT :limit) gone",
                 pick("create_revision", "create_revision"),
                 pick("mod_revision", "revision"),
                 pick("version", "version"),
                 pick("lease", "lease"),
                 pick("value", "value"),
-            )),
-            page_deleted: dialect.render(&format!(
-                "SELECT l.@key, l.create_revision, l.revision, l.version, l.lease, l.value \
-                 {deleted_since} ORDER BY l.@key LIMIT :limit"
             )),
             count: dialect.render(&format!(
                 "SELECT (SELECT COUNT(*) FROM current c WHERE {c_keys} AND \

@@ -276,12 +276,10 @@ async fn range_at(
         limit: limit_or_all(limit),
         ..Values::default()
     };
-    let mut rows = Vec::new();
-    for statement in [&statements.page_current, &statements.page_deleted] {
-        for row in bind(statement, &values).fetch_all(&mut *conn).await? {
-            rows.push(key_value(&row)?);
-        }
-    }
+    let fetched = bind(&statements.page, &values)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut rows = fetched.iter().map(key_value).collect::<Result<Vec<_>>>()?;
     rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     if limit > 0 {
         rows.truncate(limit as usize);

@@ -36,8 +36,9 @@ const READ_POOL_SIZE: u32 = 8;
 /// SQL whose key-range condition depends on the shape of the range; built once per shape.
 struct RangeSql {
     history: Arc<str>,
-    page_current: Arc<str>,
-    page_deleted: Arc<str>,
+    /// The keys alive at ?3 in key order, up to ?4 of them, in one statement: those `current`
+    /// lists (at their version as of ?3), then those deleted since ?3 and not alive now.
+    page: Arc<str>,
     count: Arc<str>,
 }
 
@@ -98,21 +99,20 @@ impl RangeSql {
                  ORDER BY l.revision, l.sub LIMIT ?5"
             )
             .into(),
-            page_current: format!(
-                "SELECT c.key, {}, {}, {}, {}, {} FROM current c \
+            page: format!(
+                "SELECT * FROM (SELECT c.key, {} AS create_revision, {} AS mod_revision, \
+                   {} AS version, {} AS lease, {} AS value FROM current c \
                  LEFT JOIN log l ON c.mod_revision > ?3 AND l.key = c.key AND l.revision = {latest_c} \
                  WHERE {current_keys} AND (c.mod_revision <= ?3 OR l.deleted = 0) \
-                 ORDER BY c.key LIMIT ?4",
+                 ORDER BY c.key LIMIT ?4) \
+                 UNION ALL \
+                 SELECT * FROM (SELECT l.key, l.create_revision, l.revision, l.version, l.lease, \
+                   l.value {deleted_since} ORDER BY l.key LIMIT ?4)",
                 pick("create_revision", "create_revision"),
                 pick("mod_revision", "revision"),
                 pick("version", "version"),
                 pick("lease", "lease"),
                 pick("value", "value"),
-            )
-            .into(),
-            page_deleted: format!(
-                "SELECT l.key, l.create_revision, l.revision, l.version, l.lease, l.value \
-                 {deleted_since} ORDER BY l.key LIMIT ?4"
             )
             .into(),
             count: format!(
@@ -219,19 +219,14 @@ async fn range_at(
     }
     let statements = sql.for_end(end);
     let limit = if limit > 0 { limit } else { -1 };
-    let mut rows = Vec::new();
-    for statement in [&statements.page_current, &statements.page_deleted] {
-        let fetched = sqlx::query(AssertSqlSafe(statement.clone()))
-            .bind(key)
-            .bind(end_bytes(end))
-            .bind(revision)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?;
-        for row in &fetched {
-            rows.push(key_value(row)?);
-        }
-    }
+    let fetched = sqlx::query(AssertSqlSafe(statements.page.clone()))
+        .bind(key)
+        .bind(end_bytes(end))
+        .bind(revision)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut rows = fetched.iter().map(key_value).collect::<Result<Vec<_>>>()?;
     // Both parts come sorted and hold disjoint keys; merge them and cut to the limit.
     rows.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     if limit > 0 {
