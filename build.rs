@@ -7,6 +7,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    // sqlx::migrate! embeds migrations/ at compile time; a new migration must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let descriptors = protox::compile(protos, ["proto"])?;
     // Kept for gRPC reflection, so grpcurl can list and call the services.
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);

@@ -43,6 +43,10 @@ wipe() {
 # Starts target $1 on $PORT (keeping its data) and waits until it answers a read.
 start() {
     local target="$1"
+    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+        echo "something already listens on 127.0.0.1:$PORT; stop it or set BENCH_PORT" >&2
+        return 1
+    fi
     mkdir -p "$WORK/$target"
     if [ "$target" = etcd ]; then
         "$ETCD_BIN" --name bench --data-dir "$WORK/etcd/data" \

@@ -65,11 +65,11 @@ impl RangeSql {
         let deleted_keys = key_condition("d.key", end);
         let latest_c = latest_at("c.key", "c.mod_revision > ?3");
         let latest_g = latest_at("g.key", "1");
-        // Tombstones after ?3: for a range, found through the revision index (the changes since
-        // ?3, typically few); for one key, through the key's own history.
+        // Tombstones after ?3: for a range, found through the index of tombstones by revision
+        // (few, even while many keys change); for one key, through the key's own history.
         let deleted_rows = match end {
             KeyEnd::Single => "log d",
-            KeyEnd::Before(_) | KeyEnd::Unbounded => "log d INDEXED BY log_by_revision",
+            KeyEnd::Before(_) | KeyEnd::Unbounded => "log d INDEXED BY log_tombstones",
         };
         // Keys deleted after ?3 and not alive now: the only keys alive at ?3 that `current`
         // does not list.
