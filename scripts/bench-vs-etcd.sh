@@ -8,12 +8,7 @@
 # Results go to $RESULTS (default /tmp/etcdshim-bench/small.jsonl, replaced each run).
 source "$(dirname "$0")/lib.sh"
 
-TARGETS=("${@:-etcd sqlite postgres mysql}")
-read -r -a TARGETS <<<"${TARGETS[*]}"
-RESULTS="${RESULTS:-$WORK/small.jsonl}"
-mkdir -p "$WORK"
-: >"$RESULTS"
-build
+prepare small etcd sqlite postgres mysql -- "$@"
 
 for target in "${TARGETS[@]}"; do
     echo "== $target" >&2

@@ -16,7 +16,23 @@ PORT="${BENCH_PORT:-23790}"
 ENDPOINT="http://127.0.0.1:$PORT"
 TARGET_PID=""
 
-build() {
+# prepare NAME DEFAULT_TARGET...: sets TARGETS to the script's arguments (or the defaults, given
+# after NAME; call as `prepare NAME defaults... -- "$@"`), empties $RESULTS (default
+# $WORK/NAME.jsonl) and builds the release binary.
+prepare() {
+    local name="$1"
+    shift
+    local defaults=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        defaults+=("$1")
+        shift
+    done
+    shift || true
+    TARGETS=("$@")
+    [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${defaults[@]}")
+    RESULTS="${RESULTS:-$WORK/$name.jsonl}"
+    mkdir -p "$WORK"
+    : >"$RESULTS"
     (cd "$ROOT" && cargo build --release --quiet)
 }
 

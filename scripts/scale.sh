@@ -9,13 +9,8 @@
 # Results go to $RESULTS (default /tmp/etcdshim-bench/scale.jsonl, replaced each run).
 source "$(dirname "$0")/lib.sh"
 
-TARGETS=("${@:-sqlite postgres etcd}")
-read -r -a TARGETS <<<"${TARGETS[*]}"
 OBJECTS="${OBJECTS:-1000000}"
-RESULTS="${RESULTS:-$WORK/scale.jsonl}"
-mkdir -p "$WORK"
-: >"$RESULTS"
-build
+prepare scale sqlite postgres etcd -- "$@"
 
 for target in "${TARGETS[@]}"; do
     echo "== $target" >&2

@@ -4,6 +4,7 @@
 use std::error::Error;
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::Report;
@@ -34,21 +35,7 @@ pub fn draw(path: &Path, reports: &[Report]) -> Result<(), Box<dyn Error>> {
         .x_desc("seconds since start")
         .y_desc("operations/s")
         .draw()?;
-    for (i, report) in reports.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(
-                report.throughput.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(report.workload.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
+    draw_lines(&mut chart, reports, |r| r.throughput.clone())?;
 
     let slowest = max_of(reports.iter().map(|r| r.max_ms));
     let fastest = reports
@@ -74,16 +61,26 @@ pub fn draw(path: &Path, reports: &[Report]) -> Result<(), Box<dyn Error>> {
         .x_desc("latency, ms (log scale)")
         .y_desc("operations")
         .draw()?;
+    draw_lines(&mut chart, reports, |r| {
+        r.latency_histogram
+            .iter()
+            .map(|&(ms, count)| (ms.max(0.001), count as f64))
+            .collect()
+    })?;
+    root.present()?;
+    Ok(())
+}
+
+/// One line per report, `points` picking its series, and the legend naming them.
+fn draw_lines<'a, X: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, RangedCoordf64>>,
+    reports: &[Report],
+    points: impl Fn(&Report) -> Vec<(f64, f64)>,
+) -> Result<(), Box<dyn Error>> {
     for (i, report) in reports.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(
-                report
-                    .latency_histogram
-                    .iter()
-                    .map(|&(ms, count)| (ms.max(0.001), count as f64)),
-                color.stroke_width(2),
-            ))?
+            .draw_series(LineSeries::new(points(report), color.stroke_width(2)))?
             .label(report.workload.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
@@ -92,7 +89,6 @@ pub fn draw(path: &Path, reports: &[Report]) -> Result<(), Box<dyn Error>> {
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
