@@ -79,8 +79,16 @@ pub struct BenchArgs {
 pub enum Workload {
     /// Put fresh keys.
     Put,
-    /// kube-apiserver's create: a txn that puts a key if its mod_revision is 0.
-    TxnPut,
+    /// kube-apiserver's txns: `create` puts fresh keys if absent (mod_revision 0); `update`
+    /// rewrites --keys existing keys with GuaranteedUpdate (put if mod_revision is still the one
+    /// last seen, else read the current one back and retry).
+    TxnPut {
+        #[arg(long, value_enum, default_value_t = TxnShape::Create)]
+        shape: TxnShape,
+        /// Keys the `update` shape rewrites (created before measuring).
+        #[arg(long, default_value_t = 1000)]
+        keys: u64,
+    },
     /// Get single keys at random from a prefilled set.
     Range {
         /// Keys written before measuring.
@@ -115,6 +123,12 @@ pub enum Workload {
     /// The Fleet scale test: clusters register and report status while a manager lists all
     /// clusters in pages and reloads its cache (list, then watch from the list's revision).
     Fleet(FleetArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TxnShape {
+    Create,
+    Update,
 }
 
 /// Runs the workload, draws `--plot` if asked, and returns what it measured: one report, or

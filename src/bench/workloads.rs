@@ -1,6 +1,8 @@
 //! The single-operation workloads of `etcdshim bench`: put, txn-put, range, list, count, load
 //! and watch. The Fleet simulator lives in `fleet.rs`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,7 +12,7 @@ use tonic::transport::Channel;
 use super::client::{self, MAX_MESSAGE, create, put};
 use super::drive::drive;
 use super::objects::object_key;
-use super::{BenchArgs, Recorder, Report, Workload, fleet};
+use super::{BenchArgs, Recorder, Report, TxnShape, Workload, fleet};
 use crate::proto::watch_client::WatchClient;
 use crate::proto::watch_request::RequestUnion;
 use crate::proto::{RangeRequest, WatchCreateRequest, WatchRequest};
@@ -31,7 +33,10 @@ pub async fn run(args: &BenchArgs) -> Result<Vec<Report>, String> {
             .await;
             recorder.report("put", elapsed)
         }
-        Workload::TxnPut => {
+        Workload::TxnPut {
+            shape: TxnShape::Create,
+            ..
+        } => {
             let (recorder, elapsed) =
                 drive(args, "txn-put", &channels, args.total, move |ch, i| {
                     let create = create(ch, keys.key(i), value.clone());
@@ -40,6 +45,10 @@ pub async fn run(args: &BenchArgs) -> Result<Vec<Report>, String> {
                 .await;
             recorder.report("txn-put", elapsed)
         }
+        Workload::TxnPut {
+            shape: TxnShape::Update,
+            keys: count,
+        } => update(args, &channels, &keys, *count, &value).await?,
         Workload::Range { keys: count } => {
             fill(args, &channels, &keys, *count, &value).await?;
             let count = (*count).max(1);
@@ -150,6 +159,76 @@ async fn fill(
         None => Ok(()),
     }
 }
+
+/// kube-apiserver's GuaranteedUpdate of `count` keys created first: each update compares the
+/// mod_revision last seen for its key and, on a conflict (another client updated it), takes the
+/// current one from the txn's failure branch and tries again. Reports the conflicts.
+async fn update(
+    args: &BenchArgs,
+    channels: &[Channel],
+    keys: &Keys,
+    count: u64,
+    value: &Bytes,
+) -> Result<Report, String> {
+    let count = count.max(1);
+    let seen: Arc<Vec<AtomicI64>> = Arc::new((0..count).map(|_| AtomicI64::new(0)).collect());
+    let fill_args = BenchArgs {
+        duration: None,
+        rate: 0,
+        ..args.clone()
+    };
+    let (created, _) = {
+        let (keys, value, seen) = (keys.clone(), value.clone(), seen.clone());
+        drive(&fill_args, "create", channels, count, move |ch, i| {
+            let (create, seen) = (create(ch, keys.key(i), value.clone()), seen.clone());
+            async move {
+                seen[i as usize].store(create.await?, Ordering::Relaxed);
+                Ok(())
+            }
+        })
+        .await
+    };
+    if created.operations() < count {
+        return Err(format!(
+            "only {} of {count} keys were created",
+            created.operations()
+        ));
+    }
+    let conflicts = Arc::new(AtomicU64::new(0));
+    let (keys, value, counted) = (keys.clone(), value.clone(), conflicts.clone());
+    let (recorder, elapsed) = drive(args, "txn-put", channels, args.total, move |ch, i| {
+        let n = (i % count) as usize;
+        let (key, value, seen, conflicts) = (
+            keys.key(n as u64),
+            value.clone(),
+            seen.clone(),
+            counted.clone(),
+        );
+        async move {
+            let mut expected = seen[n].load(Ordering::Relaxed);
+            for _ in 0..MAX_CONFLICTS {
+                match client::update(ch.clone(), key.clone(), value.clone(), expected).await? {
+                    Ok(revision) => {
+                        seen[n].fetch_max(revision, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    Err(current) => {
+                        conflicts.fetch_add(1, Ordering::Relaxed);
+                        expected = current.map_or(0, |kv| kv.mod_revision);
+                    }
+                }
+            }
+            Err(format!("{MAX_CONFLICTS} conflicts in a row"))
+        }
+    })
+    .await;
+    Ok(recorder
+        .report("txn-put", elapsed)
+        .with("conflicts", conflicts.load(Ordering::Relaxed) as f64))
+}
+
+/// Retries of one update before it counts as failed.
+const MAX_CONFLICTS: u32 = 100;
 
 /// Full paged lists; the report adds the keys per list and the mean first and last page time.
 async fn list(

@@ -82,6 +82,14 @@ crate::on_every_backend! {
         let existing = bench(&server, "--total 2 --prefix /registry/ list --keys 0 --page-size 7").await;
         assert_eq!((existing.operations, existing.errors), (2, 0), "listed what load wrote");
 
+        let updates = bench(&server, "--total 30 --prefix /u/ txn-put --shape update --keys 5").await;
+        assert_eq!((updates.workload.as_str(), updates.operations, updates.errors), ("txn-put", 30, 0), "{updates:?}");
+        let updated = client.get("/u/", Some(GetOptions::new().with_prefix())).await.expect("updated keys");
+        assert_eq!(updated.kvs().len(), 5, "5 keys created");
+        let versions: i64 = updated.kvs().iter().map(|kv| kv.version()).sum();
+        assert_eq!(versions, 5 + 30, "each create, then 30 updates in all");
+        assert!(updates.extra["conflicts"] >= 0.0);
+
         let fleet = bench_reports(&server, "fleet --clusters 12 --updates 3 --page-size 4 --reload-every 50ms").await;
         let by_name = |name: &str| fleet.iter().find(|r| r.workload == name).unwrap_or_else(|| panic!("no {name} in {fleet:?}")).clone();
         let expected = [("fleet-clusters", 12), ("fleet-register", 120), ("fleet-read", 12), ("fleet-status", 36)];
