@@ -58,14 +58,7 @@ async fn sigkill_under_load_loses_no_acknowledged_write() {
     for round in 0..5 {
         let process = spawn(&db, &address);
         let client = connect(&endpoint).await;
-        let head = client
-            .clone()
-            .get("probe", None)
-            .await
-            .expect("get")
-            .header()
-            .expect("header")
-            .revision();
+        let head = crate::harness::head_revision(&client).await;
         assert!(
             head >= highest_seen,
             "round {round}: revision went back from {highest_seen} to {head}"

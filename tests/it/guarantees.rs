@@ -149,9 +149,7 @@ crate::on_every_backend! {
         .await;
         let client = server.client().await;
         let acknowledged: Acknowledged = Arc::default();
-        let mut watch = RawWatch::open(&server.endpoint()).await;
-        watch.create(watch_all(2)).await;
-        assert!(watch.next().await.created);
+        let mut watch = RawWatch::watching(&server.endpoint(), watch_all(2)).await;
 
         let mut writers = Vec::new();
         for seed in 0..WRITERS {
@@ -167,13 +165,7 @@ crate::on_every_backend! {
                 let mut compacted = 0;
                 for _ in 0..40 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    let head = client
-                        .get("w/0", None)
-                        .await
-                        .expect("get")
-                        .header()
-                        .expect("header")
-                        .revision();
+                    let head = crate::harness::head_revision(&client).await;
                     if head - 300 > compacted {
                         compacted = head - 300;
                         client.compact(compacted, None).await.expect("compact");
@@ -186,9 +178,7 @@ crate::on_every_backend! {
         let mut checker = Checker::default();
         // A second watcher that disconnects and resumes from the last revision it saw.
         let mut resumed = Checker::default();
-        let mut resumable = RawWatch::open(&server.endpoint()).await;
-        resumable.create(watch_all(2)).await;
-        assert!(resumable.next().await.created);
+        let mut resumable = RawWatch::watching(&server.endpoint(), watch_all(2)).await;
         let mut requests = 0;
         let mut reconnects = 0;
         let mut resumable_active = true;
@@ -229,9 +219,11 @@ crate::on_every_backend! {
                     resumed.events(&r.events);
                     if resumed.revisions.len() % 50 == 0 && reconnects < 5 {
                         reconnects += 1;
-                        resumable = RawWatch::open(&server.endpoint()).await;
-                        resumable.create(watch_all(resumed.last_revision + 1)).await;
-                        assert!(resumable.next().await.created);
+                        resumable = RawWatch::watching(
+                            &server.endpoint(),
+                            watch_all(resumed.last_revision + 1),
+                        )
+                        .await;
                     }
                 }
             }

@@ -270,6 +270,18 @@ pub async fn connect(endpoint: &str) -> etcd_client::Client {
         .expect("connect")
 }
 
+/// The store's current revision, from the header of a read.
+pub async fn head_revision(client: &etcd_client::Client) -> i64 {
+    client
+        .clone()
+        .get("/head-probe", None)
+        .await
+        .expect("get")
+        .header()
+        .expect("header")
+        .revision()
+}
+
 /// The gRPC code and message of a failed call.
 pub fn status_of<T: std::fmt::Debug>(
     result: Result<T, etcd_client::Error>,
@@ -381,6 +393,14 @@ impl RawWatch {
             requests,
             responses,
         }
+    }
+
+    /// A stream with one watch, created (the creation answer is checked and consumed).
+    pub async fn watching(endpoint: &str, create: etcdshim::proto::WatchCreateRequest) -> RawWatch {
+        let mut watch = RawWatch::open(endpoint).await;
+        watch.create(create).await;
+        assert!(watch.next().await.created, "the watch was created");
+        watch
     }
 
     pub async fn send(&self, request: etcdshim::proto::watch_request::RequestUnion) {

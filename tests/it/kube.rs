@@ -284,13 +284,7 @@ crate::on_every_backend! {
         }
 
         // C7: the compaction election, then Compact; C8: read compact_rev_key and watch it.
-        let head = client
-            .get("compact_rev_key", None)
-            .await
-            .expect("get")
-            .header()
-            .expect("header")
-            .revision();
+        let head = crate::harness::head_revision(&client).await;
         let elect = |version: i64, revision: i64| {
             Txn::new()
                 .when([Compare::version(

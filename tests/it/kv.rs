@@ -501,13 +501,7 @@ crate::on_every_backend! {
                 "etcdserver: key is not provided",
             ),
         ];
-        let before = client
-            .get("k", None)
-            .await
-            .expect("get")
-            .header()
-            .expect("header")
-            .revision();
+        let before = crate::harness::head_revision(&client).await;
         for (name, key, options, code, message) in errors {
             let (got_code, got_message) = status_of(client.put(key, "", Some(options)).await);
             assert_eq!((got_code, got_message.as_str()), (code, message), "{name}");
@@ -521,13 +515,7 @@ crate::on_every_backend! {
             (code, message.as_str()),
             (Code::InvalidArgument, "etcdserver: value is provided")
         );
-        let after = client
-            .get("k", None)
-            .await
-            .expect("get")
-            .header()
-            .expect("header")
-            .revision();
+        let after = crate::harness::head_revision(&client).await;
         assert_eq!(before, after, "failed puts take no revision");
     }
 
@@ -569,13 +557,7 @@ crate::on_every_backend! {
                 .await
                 .expect("clear");
             fixture(&mut client).await;
-            let before = client
-                .get("a", None)
-                .await
-                .expect("get")
-                .header()
-                .expect("header")
-                .revision();
+            let before = crate::harness::head_revision(&client).await;
             let options = options.unwrap_or_default().with_prev_key();
             let resp = client
                 .delete(key, Some(options))

@@ -105,9 +105,7 @@ crate::on_every_backend! {
             .put("r/c", "kept", None)
             .await
             .expect("detach with lease 0");
-        let mut watch = RawWatch::open(&server.endpoint()).await;
-        watch.create(watch_prefix("r/")).await;
-        assert!(watch.next().await.created);
+        let mut watch = RawWatch::watching(&server.endpoint(), watch_prefix("r/")).await;
         let revoked = client.lease_revoke(lease).await.expect("revoke");
         assert_eq!(revoked.header().expect("header").revision(), 6);
         let response = watch.next().await;
@@ -171,9 +169,7 @@ crate::on_every_backend! {
     async fn expiry_deletes_each_leases_keys_at_one_revision_with_delete_events() {
         let server = TestServer::start().await;
         let mut client = server.client().await;
-        let mut watch = RawWatch::open(&server.endpoint()).await;
-        watch.create(watch_prefix("e/")).await;
-        assert!(watch.next().await.created);
+        let mut watch = RawWatch::watching(&server.endpoint(), watch_prefix("e/")).await;
         let short = client.lease_grant(1, None).await.expect("grant").id();
         let long = client.lease_grant(600, None).await.expect("grant").id();
         for i in 0..5 {

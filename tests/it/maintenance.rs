@@ -122,13 +122,7 @@ crate::on_every_backend! {
             )
             .await
             .expect("delete");
-        let head = client
-            .get("x", None)
-            .await
-            .expect("get")
-            .header()
-            .expect("header")
-            .revision();
+        let head = crate::harness::head_revision(&client).await;
         client
             .compact(
                 head,
@@ -161,14 +155,14 @@ crate::on_every_backend! {
 async fn shutdown_ends_watch_and_keep_alive_streams() {
     let mut server = TestServer::start().await;
     let mut client = server.client().await;
-    let mut watch = crate::harness::RawWatch::open(&server.endpoint()).await;
-    watch
-        .create(etcdshim::proto::WatchCreateRequest {
+    let mut watch = crate::harness::RawWatch::watching(
+        &server.endpoint(),
+        etcdshim::proto::WatchCreateRequest {
             key: "k".into(),
             ..Default::default()
-        })
-        .await;
-    assert!(watch.next().await.created);
+        },
+    )
+    .await;
     let lease = client.lease_grant(60, None).await.expect("grant").id();
     let (_keeper, mut keep_alive) = client.lease_keep_alive(lease).await.expect("keep alive");
     // A graceful stop would wait forever for these streams if they were not ended.

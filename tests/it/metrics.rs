@@ -36,14 +36,14 @@ fn value(text: &str, series: &str) -> f64 {
 async fn metrics_endpoint_reports_requests_sql_sequencer_watches_compaction_and_leases() {
     let server = TestServer::start().await;
     let mut client = server.client().await;
-    let mut watch = RawWatch::open(&server.endpoint()).await;
-    watch
-        .create(etcdshim::proto::WatchCreateRequest {
+    let mut watch = RawWatch::watching(
+        &server.endpoint(),
+        etcdshim::proto::WatchCreateRequest {
             key: "m".into(),
             ..Default::default()
-        })
-        .await;
-    assert!(watch.next().await.created);
+        },
+    )
+    .await;
     let lease = client.lease_grant(60, None).await.expect("grant").id();
     client
         .put(

@@ -24,16 +24,16 @@ const OPS_PER_WRITER: usize = 120;
 type Seen = Vec<(i64, bool, Vec<u8>, Vec<u8>)>;
 
 async fn watch_everything(endpoint: String, until: Arc<Mutex<Option<i64>>>) -> Seen {
-    let mut watch = RawWatch::open(&endpoint).await;
-    watch
-        .create(WatchCreateRequest {
+    let mut watch = RawWatch::watching(
+        &endpoint,
+        WatchCreateRequest {
             key: "s/".into(),
             range_end: "s0".into(),
             start_revision: 2,
             ..Default::default()
-        })
-        .await;
-    assert!(watch.next().await.created);
+        },
+    )
+    .await;
     let mut seen: Seen = Vec::new();
     loop {
         if let Some(head) = *until.lock().await
@@ -117,13 +117,7 @@ async fn several_servers_share_one_database() {
     }
     // A compaction from one server while the others write.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let head = first_client
-        .get("s/", None)
-        .await
-        .expect("get")
-        .header()
-        .expect("header")
-        .revision();
+    let head = crate::harness::head_revision(&first_client).await;
     first_client.compact(head / 2, None).await.expect("compact");
     for writer in writers {
         writer.await.expect("writer");
@@ -143,13 +137,7 @@ async fn several_servers_share_one_database() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let head = first_client
-        .get("s/", None)
-        .await
-        .expect("get")
-        .header()
-        .expect("header")
-        .revision();
+    let head = crate::harness::head_revision(&first_client).await;
     *until.lock().await = Some(head);
     let mut sequences = Vec::new();
     for watcher in watchers {

@@ -167,14 +167,10 @@ crate::on_every_backend! {
     async fn prev_kv_create_and_delete_events() {
         let server = TestServer::start().await;
         let mut client = server.client().await;
-        let mut watch = RawWatch::open(&server.endpoint()).await;
-        watch
-            .create(WatchCreateRequest {
-                prev_kv: true,
-                ..prefix("p/")
-            })
-            .await;
-        assert!(watch.next().await.created);
+        let mut watch = RawWatch::watching(&server.endpoint(), WatchCreateRequest {
+            prev_kv: true,
+            ..prefix("p/")
+        }).await;
         client.put("p/x", "1", None).await.expect("create");
         client.put("p/x", "2", None).await.expect("update");
         client.delete("p/x", None).await.expect("delete");
@@ -236,9 +232,7 @@ crate::on_every_backend! {
     async fn one_revision_arrives_in_one_response() {
         let server = TestServer::start().await;
         let mut client = server.client().await;
-        let mut watch = RawWatch::open(&server.endpoint()).await;
-        watch.create(prefix("t/")).await;
-        assert!(watch.next().await.created);
+        let mut watch = RawWatch::watching(&server.endpoint(), prefix("t/")).await;
         let txn = Txn::new().and_then(
             (0..50)
                 .map(|i| TxnOp::put(format!("t/{i:02}"), "v", None))
@@ -277,15 +271,11 @@ crate::on_every_backend! {
         // After a restart the in-memory window is empty: history comes from the log.
         let server = server.restart().await;
         let mut client = server.client().await;
-        let mut watch = RawWatch::open(&server.endpoint()).await;
-        watch
-            .create(WatchCreateRequest {
-                start_revision: 5,
-                prev_kv: true,
-                ..prefix("h/")
-            })
-            .await;
-        assert!(watch.next().await.created);
+        let mut watch = RawWatch::watching(&server.endpoint(), WatchCreateRequest {
+            start_revision: 5,
+            prev_kv: true,
+            ..prefix("h/")
+        }).await;
         let mut got = events(&mut watch, 0, 17).await;
         for i in 20..25 {
             client
@@ -315,14 +305,10 @@ crate::on_every_backend! {
     async fn future_start_revision_waits_for_it() {
         let server = TestServer::start().await;
         let mut client = server.client().await;
-        let mut watch = RawWatch::open(&server.endpoint()).await;
-        watch
-            .create(WatchCreateRequest {
-                start_revision: 4,
-                ..prefix("u/")
-            })
-            .await;
-        assert!(watch.next().await.created);
+        let mut watch = RawWatch::watching(&server.endpoint(), WatchCreateRequest {
+            start_revision: 4,
+            ..prefix("u/")
+        }).await;
         for i in 0..4 {
             client.put("u/k", i.to_string(), None).await.expect("put");
         }
@@ -518,13 +504,10 @@ crate::on_every_backend! {
         })
         .await;
         let mut client = server.client().await;
-        let mut slow = RawWatch::open(&server.endpoint()).await;
-        slow.create(WatchCreateRequest {
+        let mut slow = RawWatch::watching(&server.endpoint(), WatchCreateRequest {
             prev_kv: true,
             ..prefix("s/")
-        })
-        .await;
-        assert!(slow.next().await.created);
+        }).await;
         // Writers finish while the watcher reads nothing.
         let writes = 3000;
         let mut tasks = Vec::new();
@@ -568,9 +551,7 @@ crate::on_every_backend! {
         let server = TestServer::start().await;
         let mut client = server.client().await;
         {
-            let mut watch = RawWatch::open(&server.endpoint()).await;
-            watch.create(prefix("d/")).await;
-            assert!(watch.next().await.created);
+            let _watch = RawWatch::watching(&server.endpoint(), prefix("d/")).await;
         }
         for i in 0..100 {
             client
@@ -578,14 +559,10 @@ crate::on_every_backend! {
                 .await
                 .expect("writes go on after the watcher left");
         }
-        let mut watch = RawWatch::open(&server.endpoint()).await;
-        watch
-            .create(WatchCreateRequest {
-                start_revision: 2,
-                ..prefix("d/")
-            })
-            .await;
-        assert!(watch.next().await.created);
+        let mut watch = RawWatch::watching(&server.endpoint(), WatchCreateRequest {
+            start_revision: 2,
+            ..prefix("d/")
+        }).await;
         assert_eq!(events(&mut watch, 0, 100).await.len(), 100);
         let _ = Compare::version("x", CompareOp::Equal, 0);
     }
