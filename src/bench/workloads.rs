@@ -246,7 +246,7 @@ async fn list(
         (keys.prefix.clone(), Some(count as usize))
     };
     let page_size = page_size.max(1);
-    let pages = std::sync::Arc::new(std::sync::Mutex::new((
+    let pages = Arc::new(std::sync::Mutex::new((
         0usize,
         Duration::ZERO,
         Duration::ZERO,

@@ -1,6 +1,8 @@
 //! etcd's Range semantics on top of a backend read: limit and `more`, exact counts, filters,
 //! sorting and keys-only, applied exactly as etcd's apply layer applies them.
 
+use bytes::Bytes;
+
 use crate::backend::{KeyEnd, KvRead};
 use crate::error::Result;
 use crate::proto::range_request::{SortOrder, SortTarget};
@@ -117,7 +119,7 @@ pub(crate) struct PageCounts {
 }
 
 /// (start key, range end, revision)
-type PageKey = (bytes::Bytes, bytes::Bytes, i64);
+type PageKey = (Bytes, Bytes, i64);
 
 /// Pages of lists in flight remembered at most; the cache starts over beyond it.
 const MAX_PAGE_COUNTS: usize = 4096;
@@ -150,8 +152,14 @@ impl PageCounts {
         if counts.len() >= MAX_PAGE_COUNTS {
             counts.clear();
         }
+        // Copied: the request's bytes are a slice of tonic's receive buffer, which the cache
+        // would otherwise keep alive (see `Apply::write_put`).
         counts.insert(
-            (next.into(), req.range_end.clone(), revision),
+            (
+                next.into(),
+                Bytes::copy_from_slice(&req.range_end),
+                revision,
+            ),
             resp.count - resp.kvs.len() as i64,
         );
     }

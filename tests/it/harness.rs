@@ -305,10 +305,10 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
     if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not installed (apt-get install etcd-server etcd-client); CI requires it"
+            "{name} is not installed (apt-get install etcd-server etcd-client postgresql); CI requires it"
         );
         eprintln!(
-            "SKIPPED: {name} is not installed; install etcd-server and etcd-client to run this test"
+            "SKIPPED: {name} is not installed; install etcd-server, etcd-client and postgresql to run this test"
         );
     }
     found
