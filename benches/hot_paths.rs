@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use etcdshim::backend::DatastoreOptions;
 use etcdshim::proto::{PutRequest, RangeRequest, WatchCreateRequest};
-use etcdshim::store::Store;
 use etcdshim::store::watch_hub::DEFAULT_WINDOW_EVENTS;
 use etcdshim::store::watcher::WatchSession;
+use etcdshim::store::{DatastoreOptions, Store};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
@@ -29,14 +28,13 @@ fn runtime() -> Runtime {
 fn open_store(rt: &Runtime) -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let endpoint = format!("sqlite://{}/bench.db", dir.path().display());
-    let store = rt.block_on(async {
-        let backend = etcdshim::backend::open(&endpoint, DatastoreOptions::default())
-            .await
-            .expect("open SQLite");
-        Store::open(backend, DEFAULT_WINDOW_EVENTS)
-            .await
-            .expect("open store")
-    });
+    let store = rt
+        .block_on(Store::open(
+            &endpoint,
+            &DatastoreOptions::default(),
+            DEFAULT_WINDOW_EVENTS,
+        ))
+        .expect("open store");
     (store, dir)
 }
 

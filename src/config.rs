@@ -5,8 +5,9 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::{DatabaseTls, DatastoreOptions};
+use crate::duration::parse_duration;
 use crate::server::{DEFAULT_ETCD_VERSION, ServerOptions, TlsFiles};
+use crate::store::{DatabaseTls, DatastoreOptions};
 
 /// An etcd v3 server that keeps its data in SQL.
 #[derive(Debug, Parser)]
@@ -112,28 +113,6 @@ pub struct ServeArgs {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// Parses `500ms`, `5s`, `2m` or `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} needs a unit: ms, s, m or h"))?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
-        _ => return Err(format!("{text:?} has unit {unit:?}; use ms, s, m or h")),
-    };
-    if duration.is_zero() {
-        return Err("the interval must be longer than zero".to_string());
-    }
-    Ok(duration)
 }
 
 impl ServeArgs {

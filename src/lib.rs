@@ -1,7 +1,7 @@
 //! etcdshim: the etcd v3 API over SQL.
 //!
 //! Layers, each calling only the one below:
-//! - [`server`]: gRPC services (tonic), request validation, etcd's errors ([`error`]).
+//! - [`server`]: the gRPC services, request validation, etcd's errors ([`error`]).
 //! - [`store`]: etcd semantics: revisions, MVCC reads, the write sequencer with group commit,
 //!   lazy compaction.
 //! - [`backend`]: SQL, one dialect per database; schemas live in `migrations/`.
@@ -10,9 +10,10 @@
 //! command line. To embed a server, open a [`Server`] and call [`Server::serve`] with a listener
 //! you bound and a future that says when to stop (see `examples/embedded.rs`).
 
-pub mod backend;
+mod backend;
 pub mod bench;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod metrics;
 pub mod proto;

@@ -1,13 +1,11 @@
 //! Prometheus metrics: what operators watch, and the `/metrics` endpoint that serves them.
 //!
 //! One process-wide registry (metrics describe the process, whichever server in it did the
-//! work), recorded where the work happens: gRPC requests by a tower layer around every service,
-//! SQL by the backends (grouped by statement name), the sequencer, watches, compaction, leases.
+//! work), recorded where the work happens: gRPC requests by a tower layer around every service
+//! (`server/grpc_metrics.rs`), SQL by the backends (grouped by statement name), the sequencer, watches, compaction, leases.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::LazyLock;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use prometheus::{
@@ -172,69 +170,4 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-/// A tower layer that counts and times every gRPC request.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GrpcMetricsLayer;
-
-impl<S> tower::Layer<S> for GrpcMetricsLayer {
-    type Service = GrpcMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GrpcMetrics { inner }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct GrpcMetrics<S> {
-    inner: S,
-}
-
-impl<S, B, R> tower::Service<http::Request<B>> for GrpcMetrics<S>
-where
-    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // "/etcdserverpb.KV/Range" -> "etcdserverpb.KV/Range"
-        let method = request.uri().path().trim_start_matches('/').to_string();
-        let started = Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await;
-            // tonic puts an error's status in the headers (a trailers-only response); a
-            // success carries grpc-status 0 in the trailers.
-            let code = match &response {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .unwrap_or(0),
-                Err(_) => tonic::Code::Unknown as i32,
-            };
-            let metrics = metrics();
-            metrics
-                .grpc_requests
-                .with_label_values(&[
-                    method.as_str(),
-                    &format!("{:?}", tonic::Code::from_i32(code)),
-                ])
-                .inc();
-            metrics
-                .grpc_seconds
-                .with_label_values(&[method.as_str()])
-                .observe(started.elapsed().as_secs_f64());
-            response
-        })
-    }
 }

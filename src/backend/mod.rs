@@ -1,17 +1,19 @@
 //! The SQL layer: everything etcdshim asks of a database, behind one trait per role.
 //!
-//! The store above speaks in revisions and key ranges; a backend turns those into SQL for one
-//! database. All SQL text lives in the backend modules. Reads at any revision go through
-//! [`KvRead`], which both a pooled read connection and the sequencer's write transaction
-//! implement, so "what the store looks like at revision R" has exactly one definition.
+//! The store above speaks in revisions and key ranges; a backend turns those into SQL. There is
+//! one implementation ([`sql`]) for every database, with every statement written once; the
+//! files `sqlite.rs`, `postgres.rs` and `mysql.rs` hold only what differs per database. Reads
+//! at any revision go through [`KvRead`], which both a pooled read connection and the
+//! sequencer's write transaction implement, so "what the store looks like at revision R" has
+//! exactly one definition.
 
-mod dialect;
-mod multirow;
-mod network;
+mod endpoint;
+mod mysql;
+mod postgres;
+mod sql;
 mod sqlite;
 
-pub use network::NetworkBackend;
-pub use sqlite::SqliteBackend;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -56,6 +58,34 @@ impl KeyEnd {
     }
 }
 
+/// A range of keys in etcd's terms: `key` alone, `[key, end)`, or every key from `key` on.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRange<'a> {
+    pub key: &'a [u8],
+    pub end: &'a KeyEnd,
+}
+
+impl<'a> KeyRange<'a> {
+    pub fn new(key: &'a [u8], end: &'a KeyEnd) -> KeyRange<'a> {
+        KeyRange { key, end }
+    }
+
+    /// Whether the range can hold no key at all (an end at or below the start).
+    pub fn is_empty(&self) -> bool {
+        self.end.is_empty_for(self.key)
+    }
+}
+
+/// Which changes of a range to read from the log: revisions `from..=to`, at most `limit` rows
+/// (0: all), each with the key's previous live version when `with_prev` is set.
+#[derive(Clone, Copy, Debug)]
+pub struct Changes {
+    pub from: i64,
+    pub to: i64,
+    pub limit: i64,
+    pub with_prev: bool,
+}
+
 /// The store's bookkeeping as persisted in the database.
 #[derive(Clone, Copy, Debug)]
 pub struct Meta {
@@ -75,18 +105,12 @@ pub struct DbSize {
 /// Reads of the key space as of a revision.
 #[async_trait]
 pub trait KvRead: Send {
-    /// Keys of `[key, end)` alive at `revision`, in bytewise key order; at most `limit` of them
+    /// Keys of `range` alive at revision `rev`, in bytewise key order; at most `limit` of them
     /// when `limit > 0`.
-    async fn range(
-        &mut self,
-        key: &[u8],
-        end: &KeyEnd,
-        revision: i64,
-        limit: i64,
-    ) -> Result<Vec<KeyValue>>;
+    async fn range(&mut self, range: KeyRange<'_>, rev: i64, limit: i64) -> Result<Vec<KeyValue>>;
 
-    /// How many keys of `[key, end)` are alive at `revision`.
-    async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64>;
+    /// How many keys of `range` are alive at revision `rev`.
+    async fn count(&mut self, range: KeyRange<'_>, rev: i64) -> Result<i64>;
 }
 
 /// One row of the log: a key's new version, or its deletion, whose `kv` holds only the key and
@@ -155,23 +179,14 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Woken when another process may have committed (PostgreSQL's LISTEN/NOTIFY), so a
     /// follower need not wait for its next poll.
-    fn change_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+    fn change_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
         None
     }
     async fn db_size(&self) -> Result<DbSize>;
     /// Returns unused space to the file system (SQLite's VACUUM, Postgres' VACUUM).
     async fn defragment(&self) -> Result<()>;
-    /// The log rows of `[key, end)` with revisions in `[from, to]`, in revision order, at most
-    /// `limit` of them, each with the key's previous live version when `with_prev` is set.
-    async fn history(
-        &self,
-        key: &[u8],
-        end: &KeyEnd,
-        from: i64,
-        to: i64,
-        limit: i64,
-        with_prev: bool,
-    ) -> Result<Vec<Event>>;
+    /// The `changes` of `range` in the log, in revision order.
+    async fn history(&self, range: KeyRange<'_>, changes: Changes) -> Result<Vec<Event>>;
     async fn lease(&self, lease: i64) -> Result<Option<LeaseRecord>>;
     async fn leases(&self) -> Result<Vec<i64>>;
     /// Leases whose expiry is at or before `now_ms`, soonest first, at most `limit`.
@@ -206,57 +221,6 @@ pub struct DatabaseTls {
     pub key_file: Option<std::path::PathBuf>,
 }
 
-impl DatabaseTls {
-    /// `url` with the TLS files and mode as query parameters, which PostgreSQL and MySQL URLs
-    /// both take.
-    fn apply(&self, dialect: dialect::Dialect, url: &str) -> String {
-        let mut params = Vec::new();
-        for (name, file) in [
-            ("ssl-ca", &self.ca_file),
-            ("ssl-cert", &self.cert_file),
-            ("ssl-key", &self.key_file),
-        ] {
-            if let Some(file) = file {
-                params.push(format!("{name}={}", escape_query(&file.to_string_lossy())));
-            }
-        }
-        let names_mode = url.contains("sslmode=") || url.contains("ssl-mode=");
-        if !names_mode {
-            // With a CA, verify everything. Without one, plain TCP, as Kine does: the drivers'
-            // default ("prefer") tries TLS first, and its fallback connection was measured at a
-            // tenth of the throughput (responses stalled ~40 ms).
-            params.push(
-                match (dialect, self.ca_file.is_some()) {
-                    (dialect::Dialect::Postgres, true) => "sslmode=verify-full",
-                    (dialect::Dialect::Postgres, false) => "sslmode=disable",
-                    (dialect::Dialect::Mysql, true) => "ssl-mode=VERIFY_IDENTITY",
-                    (dialect::Dialect::Mysql, false) => "ssl-mode=DISABLED",
-                }
-                .to_string(),
-            );
-        }
-        if params.is_empty() {
-            return url.to_string();
-        }
-        let joiner = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{joiner}{}", params.join("&"))
-    }
-}
-
-/// Percent-encodes what would end a query parameter.
-fn escape_query(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '%' | '&' | '=' | '#' | '+' | ' ' | '?' => {
-                escaped.push_str(&format!("%{:02X}", c as u32))
-            }
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
 impl Default for DatastoreOptions {
     fn default() -> Self {
         DatastoreOptions {
@@ -269,108 +233,23 @@ impl Default for DatastoreOptions {
     }
 }
 
-/// The database name used when an endpoint names none (Kine's default).
-pub const DEFAULT_DATABASE: &str = "kubernetes";
-
 /// Opens the backend named by a Kine-style endpoint: `sqlite://PATH`,
 /// `postgres://user:pass@host:port/db?sslmode=...`, `mysql://user:pass@tcp(host:port)/db` or
 /// `mysql://user:pass@host:port/db`. A missing database is created.
-pub async fn open(
-    endpoint: &str,
-    options: DatastoreOptions,
-) -> Result<std::sync::Arc<dyn Backend>> {
+pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<Arc<dyn Backend>> {
     if let Some(path) = endpoint.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or_default();
-        return Ok(std::sync::Arc::new(
-            SqliteBackend::open(path, options.slow_sql_threshold).await?,
+        return Ok(Arc::new(
+            sqlite::open(path, options.slow_sql_threshold).await?,
         ));
     }
-    let (dialect, url) = if endpoint.starts_with("postgres://")
-        || endpoint.starts_with("postgresql://")
-    {
-        (dialect::Dialect::Postgres, endpoint.to_string())
-    } else if endpoint.starts_with("mysql://") {
-        (dialect::Dialect::Mysql, mysql_url(endpoint))
-    } else {
-        return Err(Error::InvalidEndpoint(
-            "expected sqlite://PATH, postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@tcp(HOST:PORT)/DB".into(),
-        ));
-    };
-    let database = database_name(&url).unwrap_or(DEFAULT_DATABASE).to_string();
-    let url = options.tls.apply(dialect, &url);
-    Ok(std::sync::Arc::new(
-        NetworkBackend::open(dialect, &url, &database, options).await?,
+    if endpoint.starts_with("postgres://") || endpoint.starts_with("postgresql://") {
+        return Ok(Arc::new(postgres::open(endpoint, options).await?));
+    }
+    if endpoint.starts_with("mysql://") {
+        return Ok(Arc::new(mysql::open(endpoint, options).await?));
+    }
+    Err(Error::InvalidEndpoint(
+        "expected sqlite://PATH, postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@tcp(HOST:PORT)/DB".into(),
     ))
-}
-
-/// Kine's (Go driver's) `mysql://user:pass@tcp(host:port)/db` as a URL.
-fn mysql_url(endpoint: &str) -> String {
-    match (endpoint.find("@tcp("), endpoint.rfind(")/")) {
-        (Some(open), Some(close)) if close > open => format!(
-            "{}@{}{}",
-            &endpoint[..open],
-            &endpoint[open + 5..close],
-            &endpoint[close + 1..]
-        ),
-        _ => endpoint.to_string(),
-    }
-}
-
-/// The database a URL names in its path, if any.
-fn database_name(url: &str) -> Option<&str> {
-    let after_scheme = &url[url.find("://")? + 3..];
-    let path = &after_scheme[after_scheme.find('/')? + 1..];
-    let name = path.split('?').next().unwrap_or_default();
-    (!name.is_empty()).then_some(name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kine_endpoints_become_urls_with_a_database() {
-        assert_eq!(
-            mysql_url("mysql://root:pw@tcp(127.0.0.1:3306)/k8s"),
-            "mysql://root:pw@127.0.0.1:3306/k8s"
-        );
-        assert_eq!(
-            mysql_url("mysql://root@127.0.0.1:3306/k8s"),
-            "mysql://root@127.0.0.1:3306/k8s"
-        );
-        assert_eq!(
-            database_name("postgres://u:p@h:5432/db?sslmode=disable"),
-            Some("db")
-        );
-        assert_eq!(database_name("postgres://u:p@h:5432/"), None);
-        assert_eq!(database_name("postgres://u:p@h:5432"), None);
-    }
-
-    #[test]
-    fn database_tls_files_become_url_parameters() {
-        let tls = DatabaseTls {
-            ca_file: Some("/etc/ca.pem".into()),
-            cert_file: Some("/etc/my cert.pem".into()),
-            key_file: None,
-        };
-        assert_eq!(
-            tls.apply(dialect::Dialect::Postgres, "postgres://u@h/db"),
-            "postgres://u@h/db?ssl-ca=/etc/ca.pem&ssl-cert=/etc/my%20cert.pem&sslmode=verify-full"
-        );
-        assert_eq!(
-            tls.apply(dialect::Dialect::Mysql, "mysql://u@h/db?ssl-mode=REQUIRED"),
-            "mysql://u@h/db?ssl-mode=REQUIRED&ssl-ca=/etc/ca.pem&ssl-cert=/etc/my%20cert.pem"
-        );
-        assert_eq!(
-            DatabaseTls::default().apply(dialect::Dialect::Mysql, "mysql://u@h/db"),
-            "mysql://u@h/db?ssl-mode=DISABLED"
-        );
-        assert_eq!(
-            DatabaseTls::default().apply(
-                dialect::Dialect::Postgres,
-                "postgres://u@h/db?sslmode=require"
-            ),
-            "postgres://u@h/db?sslmode=require"
-        );
-    }
 }

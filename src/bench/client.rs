@@ -1,10 +1,12 @@
 //! The etcd v3 calls the workloads make, in the shapes kube-apiserver uses (create and update
-//! txns, paged lists pinned to one revision), over the generated gRPC client.
+//! txns, paged lists pinned to one revision), over the generated gRPC client. The only bench
+//! module that names the gRPC library: the others take its connection and stream types from here.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tonic::transport::Channel;
+pub use tonic::Streaming;
+pub use tonic::transport::Channel;
 
 use super::BenchArgs;
 use crate::proto::compare::{CompareResult, CompareTarget, TargetUnion};

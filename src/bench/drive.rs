@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use tonic::transport::Channel;
 
+use super::client::Channel;
 use super::{BenchArgs, Recorder, progress};
 
 /// Runs `op` for operation numbers 0..total; returns the latencies and the time taken.

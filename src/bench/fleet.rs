@@ -16,14 +16,12 @@ use bytes::Bytes;
 use clap::Args;
 use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
-use tonic::transport::Channel;
 
-use super::client::{self, MAX_MESSAGE};
+use super::client::{self, Channel, MAX_MESSAGE, Streaming};
 use super::drive::drive;
 use super::objects::{self, CLUSTERS_PREFIX, PER_CLUSTER};
 use super::{BenchArgs, Recorder, Report};
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 use crate::proto::mvccpb::event::EventType;
 use crate::proto::watch_client::WatchClient;
 use crate::proto::watch_request::RequestUnion;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::config::parse_duration;
+use crate::duration::parse_duration;
 
 #[derive(Clone, Debug, Args)]
 pub struct BenchArgs {

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
-use super::client::{self, MAX_MESSAGE, create, put};
+use super::client::{self, Channel, MAX_MESSAGE, create, put};
 use super::drive::drive;
 use super::objects::object_key;
 use super::{BenchArgs, Recorder, Report, TxnShape, Workload, fleet};

@@ -2,6 +2,7 @@
 //! a store on a listener the caller binds, until a shutdown future completes.
 
 mod cluster;
+mod grpc_metrics;
 mod kv;
 mod lease;
 mod maintenance;
@@ -17,14 +18,13 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
-use crate::backend;
 use crate::error::{Error, Result};
 use crate::proto::cluster_server::ClusterServer;
 use crate::proto::kv_server::KvServer;
 use crate::proto::lease_server::LeaseServer;
 use crate::proto::maintenance_server::MaintenanceServer;
 use crate::proto::watch_server::WatchServer;
-use crate::store::Store;
+use crate::store::{DatastoreOptions, Store};
 use cluster::ClusterService;
 use kv::KvService;
 use lease::LeaseService;
@@ -66,7 +66,7 @@ pub struct ServerOptions {
     /// log.
     pub watch_window_events: usize,
     /// How to talk to the datastore: pool settings, slow-statement logging.
-    pub datastore: backend::DatastoreOptions,
+    pub datastore: DatastoreOptions,
     /// Serve clients over TLS (and with a CA, demand client certificates signed by it).
     pub tls: Option<TlsFiles>,
     /// The most concurrent gRPC streams (requests and watch/keep-alive streams) per client
@@ -117,7 +117,7 @@ impl Default for ServerOptions {
             emulated_etcd_version: DEFAULT_ETCD_VERSION.to_string(),
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             watch_window_events: crate::store::watch_hub::DEFAULT_WINDOW_EVENTS,
-            datastore: backend::DatastoreOptions::default(),
+            datastore: DatastoreOptions::default(),
             tls: None,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_watches_per_stream: DEFAULT_MAX_WATCHES_PER_STREAM,
@@ -164,8 +164,12 @@ pub struct Server {
 impl Server {
     /// Opens the datastore named by `options.endpoint` (creating and migrating it as needed).
     pub async fn open(options: ServerOptions) -> Result<Server> {
-        let backend = backend::open(&options.endpoint, options.datastore.clone()).await?;
-        let store = Store::open(backend, options.watch_window_events).await?;
+        let store = Store::open(
+            &options.endpoint,
+            &options.datastore,
+            options.watch_window_events,
+        )
+        .await?;
         Ok(Server { store, options })
     }
 
@@ -239,7 +243,7 @@ impl Server {
                 .map_err(|err| Error::Io(std::io::Error::other(err)))?;
         }
         let router = builder
-            .layer(crate::metrics::GrpcMetricsLayer)
+            .layer(grpc_metrics::GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(kv)

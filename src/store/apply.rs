@@ -10,7 +10,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-use crate::backend::{KeyEnd, KvRead as _};
+use crate::backend::{KeyEnd, KeyRange, KvRead as _};
 use crate::error::{Error, Result};
 use crate::proto::compare::{CompareResult, CompareTarget, TargetUnion};
 use crate::proto::request_op::Request;
@@ -67,7 +67,7 @@ impl Apply<'_> {
         let prev = self.get(&req.key).await?;
         let revision = self.write_revision();
         // The watch hub keeps this pair long after the request is gone. The request's bytes
-        // are slices of the buffer tonic decoded it from (8 KiB or more), so keeping them would
+        // are slices of the buffer the gRPC layer decoded it from (8 KiB or more), so keeping them would
         // pin that whole buffer per event: copy them out. Measured after loading 200,000
         // objects of 1 KiB (a window of 100,000 events): 726 MiB resident with the slices,
         // 210 MiB with copies.
@@ -107,7 +107,10 @@ impl Apply<'_> {
     pub async fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let end = KeyEnd::from_range_end(&req.range_end);
         let read_revision = self.read_revision();
-        let doomed = self.buffer.range(&req.key, &end, read_revision, 0).await?;
+        let doomed = self
+            .buffer
+            .range(KeyRange::new(&req.key, &end), read_revision, 0)
+            .await?;
         if !doomed.is_empty() {
             let revision = self.write_revision();
             for kv in &doomed {
@@ -189,7 +192,10 @@ impl Apply<'_> {
     async fn compare(&mut self, compare: &Compare) -> Result<bool> {
         let end = KeyEnd::from_range_end(&compare.range_end);
         let revision = self.read_revision();
-        let kvs = self.buffer.range(&compare.key, &end, revision, 0).await?;
+        let kvs = self
+            .buffer
+            .range(KeyRange::new(&compare.key, &end), revision, 0)
+            .await?;
         let target = CompareTarget::try_from(compare.target).unwrap_or(CompareTarget::Version);
         if kvs.is_empty() {
             // A missing key has no value to compare; its revisions and version read as zero.

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::backend::{KeyEnd, KvRead, LeaseRecord, LogRow, WriteTxn};
+use crate::backend::{KeyEnd, KeyRange, KvRead, LeaseRecord, LogRow, WriteTxn};
 use crate::error::Result;
 use crate::metrics::timed;
 use crate::proto::KeyValue;
@@ -195,25 +195,19 @@ impl WriteBuffer {
 
 #[async_trait]
 impl KvRead for WriteBuffer {
-    async fn range(
-        &mut self,
-        key: &[u8],
-        end: &KeyEnd,
-        revision: i64,
-        limit: i64,
-    ) -> Result<Vec<KeyValue>> {
-        if *end == KeyEnd::Single && revision >= self.latest {
-            return Ok(self.get(key).await?.into_iter().collect());
+    async fn range(&mut self, range: KeyRange<'_>, rev: i64, limit: i64) -> Result<Vec<KeyValue>> {
+        if *range.end == KeyEnd::Single && rev >= self.latest {
+            return Ok(self.get(range.key).await?.into_iter().collect());
         }
         self.flush().await?;
-        self.txn.range(key, end, revision, limit).await
+        self.txn.range(range, rev, limit).await
     }
 
-    async fn count(&mut self, key: &[u8], end: &KeyEnd, revision: i64) -> Result<i64> {
-        if *end == KeyEnd::Single && revision >= self.latest {
-            return Ok(i64::from(self.get(key).await?.is_some()));
+    async fn count(&mut self, range: KeyRange<'_>, rev: i64) -> Result<i64> {
+        if *range.end == KeyEnd::Single && rev >= self.latest {
+            return Ok(i64::from(self.get(range.key).await?.is_some()));
         }
         self.flush().await?;
-        self.txn.count(key, end, revision).await
+        self.txn.count(range, rev).await
     }
 }

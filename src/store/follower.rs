@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use crate::backend::KeyEnd;
+use crate::backend::{KeyEnd, KeyRange};
 use crate::error::Result;
 use crate::metrics::timed;
 use crate::store::backoff::Backoff;
+use crate::store::history::{read_page, revision_of};
 use crate::store::{Store, WeakStore};
 
 /// Log rows read per query.
@@ -56,34 +57,12 @@ async fn catch_up(store: &Store) -> Result<()> {
         if from > store.head() {
             return Ok(());
         }
-        let mut events = timed(
-            "history",
-            backend.history(b"\0", &KeyEnd::Unbounded, from, i64::MAX, PAGE, true),
-        )
-        .await?;
-        let revision_of = |i: usize| {
-            events
-                .get(i)
-                .and_then(|e| e.kv.as_ref())
-                .map_or(0, |kv| kv.mod_revision)
-        };
-        let Some(last) = events.len().checked_sub(1).map(revision_of) else {
+        let everything = KeyRange::new(b"\0", &KeyEnd::Unbounded);
+        let (events, _) = read_page(&**backend, everything, (from, i64::MAX), PAGE, true).await?;
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Ok(());
         };
-        let first = revision_of(0);
-        if events.len() as i64 >= PAGE {
-            if first == last {
-                events = backend
-                    .history(b"\0", &KeyEnd::Unbounded, first, first, 0, true)
-                    .await?;
-            } else {
-                events.retain(|e| e.kv.as_ref().is_some_and(|kv| kv.mod_revision < last));
-            }
-        }
-        let published_up_to = match events.last().and_then(|e| e.kv.as_ref()) {
-            Some(kv) => kv.mod_revision,
-            None => return Ok(()),
-        };
+        let (first, published_up_to) = (revision_of(first), revision_of(last));
         if first > from {
             // Compaction removed history this process had not published yet.
             hub.skip_to(first - 1);

@@ -10,12 +10,14 @@ mod backoff;
 mod buffer;
 mod compactor;
 mod follower;
+mod history;
 mod lease;
 mod range;
 pub mod watch_hub;
 pub mod watcher;
 mod writer;
 
+pub use crate::backend::{DatabaseTls, DatastoreOptions};
 pub use lease::{MAX_LEASE_TTL, now_ms};
 pub use writer::{MAX_BATCH, WriterStatsSnapshot};
 
@@ -91,9 +93,19 @@ struct Shared {
 }
 
 impl Store {
-    /// Loads the store's state from `backend` and starts the sequencer, the compactor and the
-    /// lease expiry task. The hub keeps up to `watch_window_events` recent events in memory.
-    pub async fn open(backend: Arc<dyn Backend>, watch_window_events: usize) -> Result<Store> {
+    /// Opens the datastore a Kine-style `endpoint` names (creating and migrating it as needed),
+    /// loads the store's state and starts the sequencer, the compactor and the lease expiry
+    /// task. The watch hub keeps up to `watch_window_events` recent events in memory.
+    pub async fn open(
+        endpoint: &str,
+        datastore: &DatastoreOptions,
+        watch_window_events: usize,
+    ) -> Result<Store> {
+        let backend = crate::backend::open(endpoint, datastore).await?;
+        Store::with_backend(backend, watch_window_events).await
+    }
+
+    async fn with_backend(backend: Arc<dyn Backend>, watch_window_events: usize) -> Result<Store> {
         let meta = backend.load_meta().await?;
         let progress = backend.compact_progress().await?;
         let revisions = Arc::new(Revisions {

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::backend::{KeyEnd, KvRead};
+use crate::backend::{KeyEnd, KeyRange, KvRead};
 use crate::error::Result;
 use crate::proto::range_request::{SortOrder, SortTarget};
 use crate::proto::{KeyValue, RangeRequest, RangeResponse};
@@ -18,6 +18,7 @@ pub(crate) async fn read_range(
     known_count: Option<i64>,
 ) -> Result<RangeResponse> {
     let end = KeyEnd::from_range_end(&req.range_end);
+    let range = KeyRange::new(&req.key, &end);
     let requested_order = SortOrder::try_from(req.sort_order).unwrap_or(SortOrder::None);
     let target = SortTarget::try_from(req.sort_target).unwrap_or(SortTarget::Key);
     // etcd sorts ascending when a non-key target comes without an order.
@@ -46,16 +47,16 @@ pub(crate) async fn read_range(
     let (mut kvs, count) = if req.count_only {
         let count = match known_count {
             Some(count) => count,
-            None => reader.count(&req.key, &end, revision).await?,
+            None => reader.count(range, revision).await?,
         };
         (Vec::new(), count)
     } else {
-        let kvs = reader.range(&req.key, &end, revision, fetch_limit).await?;
+        let kvs = reader.range(range, revision, fetch_limit).await?;
         let complete = fetch_limit == 0 || (kvs.len() as i64) < fetch_limit;
         let count = match known_count {
             _ if complete => kvs.len() as i64,
             Some(count) => count,
-            None => reader.count(&req.key, &end, revision).await?,
+            None => reader.count(range, revision).await?,
         };
         (kvs, count)
     };
@@ -152,7 +153,7 @@ impl PageCounts {
         if counts.len() >= MAX_PAGE_COUNTS {
             counts.clear();
         }
-        // Copied: the request's bytes are a slice of tonic's receive buffer, which the cache
+        // Copied: the request's bytes are a slice of the gRPC receive buffer, which the cache
         // would otherwise keep alive (see `Apply::write_put`).
         counts.insert(
             (

@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use prost::Message as _;
 
-use crate::backend::KeyEnd;
+use crate::backend::{KeyEnd, KeyRange};
 use crate::error::Result;
 use crate::proto::mvccpb::{Event, event::EventType};
 use crate::proto::watch_create_request::FilterType;
 use crate::proto::{WatchCreateRequest, WatchResponse};
 use crate::store::Store;
+use crate::store::history::{read_page, revision_of};
 use crate::store::watch_hub::Catchup;
 
 /// Revisions taken from the window per watcher and pump.
@@ -257,36 +258,18 @@ impl WatchSession {
         let Some(watcher) = self.watchers.get(&id) else {
             return Ok((Vec::new(), up_to + 1));
         };
-        let backend = self.store.backend();
-        let mut events = crate::metrics::timed(
-            "history",
-            backend.history(
-                &watcher.key,
-                &watcher.end,
-                watcher.next,
-                up_to,
-                LOG_ROWS_PER_PUMP,
-                watcher.prev_kv,
-            ),
+        let range = KeyRange::new(&watcher.key, &watcher.end);
+        let (events, next) = read_page(
+            &**self.store.backend(),
+            range,
+            (watcher.next, up_to),
+            LOG_ROWS_PER_PUMP,
+            watcher.prev_kv,
         )
         .await?;
-        let mut next = up_to + 1;
-        if events.len() as i64 >= LOG_ROWS_PER_PUMP {
-            let last = revision_of(events.last());
-            if revision_of(events.first()) == last {
-                // One revision fills the page: read that revision whole.
-                events = backend
-                    .history(&watcher.key, &watcher.end, last, last, 0, watcher.prev_kv)
-                    .await?;
-                next = last + 1;
-            } else {
-                events.retain(|e| revision_of(Some(e)) < last);
-                next = last;
-            }
-        }
         let mut by_revision: Vec<(i64, Vec<Event>)> = Vec::new();
         for event in events.into_iter().filter_map(|e| watcher.wants(&e)) {
-            let revision = revision_of(Some(&event));
+            let revision = revision_of(&event);
             match by_revision.last_mut() {
                 Some((r, list)) if *r == revision => list.push(event),
                 _ => by_revision.push((revision, vec![event])),
@@ -364,12 +347,6 @@ impl WatchSession {
             .map(|(id, _)| self.response(*id, head))
             .collect()
     }
-}
-
-fn revision_of(event: Option<&Event>) -> i64 {
-    event
-        .and_then(|e| e.kv.as_ref())
-        .map_or(0, |kv| kv.mod_revision)
 }
 
 impl Drop for WatchSession {

@@ -120,21 +120,15 @@ impl Writer {
                 .batch_size
                 .observe(batch.len() as f64);
             match self.commit(&batch).await {
-                Ok(Committed {
-                    outcomes,
-                    events,
-                    first,
-                    head,
-                    compacted,
-                }) => {
-                    self.revisions.publish(head, compacted);
+                Ok(done) => {
+                    self.revisions.publish(done.head, done.compacted);
                     // Refused when other processes' revisions come first: the follower then
                     // delivers this batch's events too, from the log.
-                    if head >= first {
-                        self.hub.publish(first, events, head);
+                    if done.head >= done.first {
+                        self.hub.publish(done.first, done.events, done.head);
                     }
-                    crate::store::raise(&self.compaction, compacted);
-                    for (request, outcome) in batch.drain(..).zip(outcomes) {
+                    crate::store::raise(&self.compaction, done.compacted);
+                    for (request, outcome) in batch.drain(..).zip(done.outcomes) {
                         // A client that went away no longer needs its answer.
                         let _ = request.reply.send(outcome);
                     }

@@ -180,7 +180,7 @@ async fn health_and_reflection_services() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_postgres_verifies_the_database_certificate() {
     use crate::servers::{PrivatePostgres, postgres_bin};
-    use etcdshim::backend::{DatabaseTls, DatastoreOptions};
+    use etcdshim::store::{DatabaseTls, DatastoreOptions};
 
     let Some(bin) = postgres_bin() else { return };
     let dir = tempfile::tempdir().expect("dir");

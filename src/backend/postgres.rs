@@ -1,0 +1,137 @@
+//! PostgreSQL: the connection pool, creating the database, and notifications of other
+//! servers' commits.
+//!
+//! Several etcdshim processes may share one database. Each write transaction first locks the
+//! `meta` row that holds the revision (`SELECT ... FOR UPDATE`), so transactions from every
+//! process commit one after another in revision order, and a revision is visible only after
+//! every lower one: no gaps, no fill rows. Every commit of `meta` notifies the channel
+//! [`CHANGES_CHANNEL`] (a trigger, migrations/postgres/0003_notify.sql) with the committing
+//! connection's `application_name`, which names the process; so the other processes read the
+//! new revisions at once instead of at their next poll, and a process ignores its own commits.
+
+use std::str::FromStr as _;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use sqlx::ConnectOptions as _;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio::sync::Notify;
+
+use super::DatastoreOptions;
+use super::endpoint::{NetworkEndpoint, TlsModes};
+use super::sql::template::Placeholders;
+use super::sql::{Dialect, SqlBackend};
+use crate::error::Result;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The channel every commit that moves the revision notifies.
+const CHANGES_CHANNEL: &str = "etcdshim_changes";
+
+pub struct Postgres;
+
+impl Dialect for Postgres {
+    type Db = sqlx::Postgres;
+    const PLACEHOLDERS: Placeholders = Placeholders::Dollar;
+    const KEY: &'static str = "key";
+    const SHARED: bool = true;
+    const DELETE_SUPERSEDED: &'static str = "DELETE FROM log o USING log n \
+        WHERE o.key = n.key AND o.revision < n.revision AND n.revision > :from AND n.revision <= :to";
+    const DB_SIZE: &'static str =
+        "SELECT pg_database_size(current_database()), pg_database_size(current_database())";
+    const DEFRAGMENT: &'static str = "VACUUM";
+
+    /// An untyped parameter in `:p AND ...` would be taken for text.
+    fn boolean(parameter: &str) -> String {
+        format!("{parameter}::boolean")
+    }
+}
+
+/// Connects to the database `endpoint` names (creating it if it is missing) and applies the
+/// migrations.
+pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBackend<Postgres>> {
+    let modes = TlsModes {
+        verify: "sslmode=verify-full",
+        plain: "sslmode=disable",
+    };
+    let endpoint = NetworkEndpoint::parse(endpoint, "postgres", &options.tls, modes)?;
+    create_database(&endpoint).await?;
+    // Names this process's connections, and so its notifications.
+    let name = format!("etcdshim-{:016x}", rand::random::<u64>());
+    let pool = PgPoolOptions::new()
+        .max_connections(options.max_open.max(2))
+        .min_connections(options.max_idle.min(options.max_open))
+        .max_lifetime(options.max_lifetime)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(
+            PgConnectOptions::from_str(&endpoint.url)?
+                .application_name(&name)
+                .log_statements(tracing::log::LevelFilter::Trace)
+                .log_slow_statements(tracing::log::LevelFilter::Warn, options.slow_sql_threshold),
+        )
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    let changes = Arc::new(Notify::new());
+    tokio::spawn(listen_for_changes(
+        endpoint.url,
+        name,
+        Arc::downgrade(&changes),
+    ));
+    Ok(SqlBackend::new(pool.clone(), pool, Some(changes)))
+}
+
+async fn create_database(endpoint: &NetworkEndpoint) -> Result<()> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(&endpoint.admin_url).await?;
+    let exists = sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&endpoint.database)
+        .fetch_optional(&mut conn)
+        .await?
+        .is_some();
+    if !exists {
+        let statement = format!("CREATE DATABASE \"{}\"", endpoint.database);
+        if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+        {
+            // Another process may have created it meanwhile: PostgreSQL then answers
+            // duplicate_database, or, when both creations ran at once, a unique violation of
+            // pg_database's name index.
+            let code = err.as_database_error().and_then(|e| e.code());
+            if !matches!(code.as_deref(), Some("42P04") | Some("23505")) {
+                return Err(err.into());
+            }
+        }
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// Relays notifications on [`CHANGES_CHANNEL`] from other processes than `own` to `changes`
+/// until it is dropped, reconnecting after failures.
+async fn listen_for_changes(url: String, own: String, changes: Weak<Notify>) {
+    loop {
+        match PgListener::connect(&url).await {
+            Ok(mut listener) => {
+                if listener.listen(CHANGES_CHANNEL).await.is_ok() {
+                    while let Ok(notification) = listener.recv().await {
+                        if notification.payload() == own {
+                            continue;
+                        }
+                        match changes.upgrade() {
+                            Some(changes) => changes.notify_one(),
+                            None => return,
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "listening for other servers' writes failed; retrying")
+            }
+        }
+        if changes.upgrade().is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

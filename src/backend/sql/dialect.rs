@@ -1,0 +1,58 @@
+//! What differs between the databases in the statements themselves. Each database's file
+//! (`backend/sqlite.rs`, `postgres.rs`, `mysql.rs`) implements this; everything else about SQL
+//! is written once in [`super::statements`].
+
+use super::driver::Driver;
+use super::template::Placeholders;
+
+pub trait Dialect: Send + Sync + 'static {
+    /// The sqlx driver.
+    type Db: Driver;
+
+    const PLACEHOLDERS: Placeholders;
+
+    /// The key column as statements write it (quoted where `key` is a reserved word).
+    const KEY: &'static str;
+
+    /// Several processes may share the database: each write transaction then locks the
+    /// revision row first, and readers ask the database for its newest revision.
+    const SHARED: bool;
+
+    /// Opens the sequencer's write transaction.
+    const BEGIN: &'static str = "BEGIN";
+
+    /// Deletes the log rows superseded by a change in `(:from, :to]`.
+    const DELETE_SUPERSEDED: &'static str;
+
+    /// The database's size on disk and the part of it in use, in bytes.
+    const DB_SIZE: &'static str;
+
+    /// Returns unused space to the file system.
+    const DEFRAGMENT: &'static str;
+
+    /// The larger of two numbers.
+    const GREATEST: &'static str = "GREATEST";
+
+    /// What to do when an insert meets an existing row of the unique key `conflict`: take the
+    /// new row's `columns`, or keep the old row when `columns` is empty.
+    fn on_conflict(conflict: &str, columns: &[&str]) -> String {
+        if columns.is_empty() {
+            return format!("ON CONFLICT ({conflict}) DO NOTHING");
+        }
+        let sets: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        format!("ON CONFLICT ({conflict}) DO UPDATE SET {}", sets.join(", "))
+    }
+
+    /// The log table under `alias`, told to use `index` where the planner would not pick it.
+    fn log_via(alias: &str, _index: &str) -> String {
+        format!("log {alias}")
+    }
+
+    /// A boolean parameter in an expression.
+    fn boolean(parameter: &str) -> String {
+        parameter.to_string()
+    }
+}

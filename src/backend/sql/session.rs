@@ -1,0 +1,204 @@
+//! A connection in use: a pooled read connection, or the sequencer's write transaction. Both
+//! read the key space through the same [`KvRead`] implementation, so "what the store looks like
+//! at revision R" has exactly one definition, whichever connection asks.
+
+use std::marker::PhantomData;
+use std::ops::DerefMut;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use sqlx::{Database, Transaction};
+
+use super::dialect::Dialect;
+use super::driver::{Driver as _, Value};
+use super::rows;
+use super::statements::{RangeArgs, Statements, limit_or_all};
+use crate::backend::{KeyRange, KvRead, LeaseRecord, LogRow, WriteTxn};
+use crate::error::Result;
+use crate::metrics::timed;
+use crate::proto::KeyValue;
+
+type Connection<D> = <<D as Dialect>::Db as Database>::Connection;
+
+pub struct Session<D: Dialect, C> {
+    conn: C,
+    sql: Arc<Statements>,
+    /// For a write transaction on a shared database: the revision and compacted revision read
+    /// under its lock.
+    locked: Option<(i64, i64)>,
+    dialect: PhantomData<fn() -> D>,
+}
+
+impl<D: Dialect, C: DerefMut<Target = Connection<D>> + Send> Session<D, C> {
+    pub fn new(conn: C, sql: Arc<Statements>, locked: Option<(i64, i64)>) -> Session<D, C> {
+        Session {
+            conn,
+            sql,
+            locked,
+            dialect: PhantomData,
+        }
+    }
+}
+
+/// The one number a statement selects.
+pub fn single_int<D: Dialect>(rows: &[<D::Db as Database>::Row]) -> Result<i64> {
+    match rows.first() {
+        Some(row) => Ok(D::Db::int(row, 0)?),
+        None => Err(sqlx::Error::RowNotFound.into()),
+    }
+}
+
+#[async_trait]
+impl<D: Dialect, C: DerefMut<Target = Connection<D>> + Send> KvRead for Session<D, C> {
+    async fn range(&mut self, range: KeyRange<'_>, rev: i64, limit: i64) -> Result<Vec<KeyValue>> {
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        let args = RangeArgs {
+            rev,
+            limit: limit_or_all(limit),
+            ..RangeArgs::new(range)
+        };
+        let page = &self.sql.range(range.end).page;
+        let fetched = timed(
+            "range",
+            D::Db::fetch_all(&mut *self.conn, page, &args.values()),
+        )
+        .await?;
+        let mut kvs = fetched
+            .iter()
+            .map(rows::key_value::<D::Db>)
+            .collect::<Result<Vec<_>>>()?;
+        // Both parts come sorted and hold disjoint keys; merge them and cut to the limit.
+        kvs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        if limit > 0 {
+            kvs.truncate(limit as usize);
+        }
+        Ok(kvs)
+    }
+
+    async fn count(&mut self, range: KeyRange<'_>, rev: i64) -> Result<i64> {
+        if range.is_empty() {
+            return Ok(0);
+        }
+        let args = RangeArgs {
+            rev,
+            ..RangeArgs::new(range)
+        };
+        let count = &self.sql.range(range.end).count;
+        let rows = timed(
+            "count",
+            D::Db::fetch_all(&mut *self.conn, count, &args.values()),
+        )
+        .await?;
+        single_int::<D>(&rows)
+    }
+}
+
+/// The sequencer's write transaction.
+pub type WriteSession<D> = Session<D, Transaction<'static, <D as Dialect>::Db>>;
+
+#[async_trait]
+impl<D: Dialect> WriteTxn for WriteSession<D> {
+    fn locked_revisions(&self) -> Option<(i64, i64)> {
+        self.locked
+    }
+
+    async fn current(&mut self, keys: &[Bytes]) -> Result<Vec<KeyValue>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for (statement, chunk) in self.sql.current_of_keys.chunks(keys) {
+            let arguments: Vec<Value> = chunk.iter().map(|key| Value::Bytes(key)).collect();
+            for row in D::Db::fetch_all(&mut *self.conn, statement, &arguments).await? {
+                found.push(rows::key_value::<D::Db>(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn write(&mut self, log: &[LogRow], live: &[KeyValue], gone: &[Bytes]) -> Result<()> {
+        let sql = &self.sql;
+        let conn = &mut *self.conn;
+        for (statement, chunk) in sql.insert_log.chunks(log) {
+            let mut arguments = Vec::with_capacity(chunk.len() * 8);
+            for row in chunk {
+                arguments.extend([
+                    Value::Int(row.kv.mod_revision),
+                    Value::Int(row.sub),
+                    Value::Bytes(&row.kv.key),
+                    Value::Int(i64::from(row.deleted)),
+                    Value::Int(row.kv.create_revision),
+                    Value::Int(row.kv.version),
+                    Value::Int(row.kv.lease),
+                    Value::Bytes(&row.kv.value),
+                ]);
+            }
+            D::Db::execute(conn, statement, &arguments).await?;
+        }
+        for (statement, chunk) in sql.upsert_current.chunks(live) {
+            let mut arguments = Vec::with_capacity(chunk.len() * 6);
+            for kv in chunk {
+                arguments.extend([
+                    Value::Bytes(&kv.key),
+                    Value::Int(kv.create_revision),
+                    Value::Int(kv.mod_revision),
+                    Value::Int(kv.version),
+                    Value::Int(kv.lease),
+                    Value::Bytes(&kv.value),
+                ]);
+            }
+            D::Db::execute(conn, statement, &arguments).await?;
+        }
+        for (statement, chunk) in sql.delete_current.chunks(gone) {
+            let arguments: Vec<Value> = chunk.iter().map(|key| Value::Bytes(key)).collect();
+            D::Db::execute(conn, statement, &arguments).await?;
+        }
+        Ok(())
+    }
+
+    async fn keys_with_lease(&mut self, lease: i64) -> Result<Vec<KeyValue>> {
+        let rows = D::Db::fetch_all(
+            &mut *self.conn,
+            &self.sql.live_of_lease,
+            &[Value::Int(lease)],
+        )
+        .await?;
+        rows.iter().map(rows::key_value::<D::Db>).collect()
+    }
+
+    async fn lease(&mut self, lease: i64) -> Result<Option<LeaseRecord>> {
+        let rows = D::Db::fetch_all(&mut *self.conn, &self.sql.lease, &[Value::Int(lease)]).await?;
+        rows.first().map(rows::lease::<D::Db>).transpose()
+    }
+
+    async fn save_lease(&mut self, lease: LeaseRecord) -> Result<()> {
+        let arguments = [
+            Value::Int(lease.id),
+            Value::Int(lease.ttl),
+            Value::Int(lease.expires_ms),
+        ];
+        D::Db::execute(&mut *self.conn, &self.sql.save_lease, &arguments).await?;
+        Ok(())
+    }
+
+    async fn delete_lease(&mut self, lease: i64) -> Result<()> {
+        D::Db::execute(
+            &mut *self.conn,
+            &self.sql.delete_lease,
+            &[Value::Int(lease)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn save_meta(&mut self, revision: i64, compacted: i64) -> Result<()> {
+        let arguments = [Value::Int(revision), Value::Int(compacted)];
+        D::Db::execute(&mut *self.conn, &self.sql.save_meta, &arguments).await?;
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.conn.commit().await?;
+        Ok(())
+    }
+}
