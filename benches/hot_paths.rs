@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use etcdshim::proto::{PutRequest, RangeRequest, WatchCreateRequest};
-use etcdshim::store::watch_hub::DEFAULT_WINDOW_EVENTS;
 use etcdshim::store::watcher::WatchSession;
-use etcdshim::store::{DatastoreOptions, Store};
+use etcdshim::store::{Store, StoreOptions};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 
@@ -29,11 +28,7 @@ fn open_store(rt: &Runtime) -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let endpoint = format!("sqlite://{}/bench.db", dir.path().display());
     let store = rt
-        .block_on(Store::open(
-            &endpoint,
-            &DatastoreOptions::default(),
-            DEFAULT_WINDOW_EVENTS,
-        ))
+        .block_on(Store::open(&endpoint, &StoreOptions::default()))
         .expect("open store");
     (store, dir)
 }

@@ -10,6 +10,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ETCDSHIM="$ROOT/target/release/etcdshim"
+# The binary `start` serves a target with (scripts/ab.sh points it at the build under test);
+# the bench client is always $ETCDSHIM.
+SERVER_BIN="${SERVER_BIN:-$ETCDSHIM}"
 ETCD_BIN="${ETCD_BIN:-etcd}"
 WORK="${BENCH_WORK:-/tmp/etcdshim-bench}"
 PORT="${BENCH_PORT:-23790}"
@@ -38,7 +41,7 @@ prepare() {
 
 # The datastore endpoint etcdshim uses for a target.
 datastore() {
-    case "$1" in
+    case "${1%@*}" in
         sqlite) echo "sqlite://$WORK/sqlite/state.db" ;;
         postgres) echo "postgres://postgres@127.0.0.1:5432/etcdshim_bench" ;;
         mysql) echo "mysql://root@tcp(127.0.0.1:3306)/etcdshim_bench" ;;
@@ -48,7 +51,7 @@ datastore() {
 
 # Removes a target's data, so the next start is empty.
 wipe() {
-    case "$1" in
+    case "${1%@*}" in
         etcd) rm -rf "$WORK/etcd" ;;
         sqlite) rm -rf "$WORK/sqlite" ;;
         postgres) psql -q -h 127.0.0.1 -U postgres -d test -c 'DROP DATABASE IF EXISTS etcdshim_bench' ;;
@@ -56,9 +59,10 @@ wipe() {
     esac
 }
 
-# Starts target $1 on $PORT (keeping its data) and waits until it answers a read.
+# Starts target $1 on $PORT (keeping its data) and waits until it answers a read. A target may
+# carry a tag after `@` (sqlite@old): it names the results, not the datastore.
 start() {
-    local target="$1"
+    local target="${1%@*}"
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
         echo "something already listens on 127.0.0.1:$PORT; stop it or set BENCH_PORT" >&2
         return 1
@@ -73,7 +77,7 @@ start() {
             --quota-backend-bytes $((16 * 1024 * 1024 * 1024)) \
             >"$WORK/etcd.log" 2>&1 &
     else
-        "$ETCDSHIM" --listen-address "127.0.0.1:$PORT" --endpoint "$(datastore "$target")" \
+        "$SERVER_BIN" --listen-address "127.0.0.1:$PORT" --endpoint "$(datastore "$target")" \
             --metrics-bind-address 0 >"$WORK/$target.log" 2>&1 &
     fi
     TARGET_PID=$!
@@ -103,6 +107,19 @@ stop() {
         wait "$TARGET_PID" 2>/dev/null || true
         TARGET_PID=""
     fi
+}
+
+# The workloads of the 100k table (scripts/bench-vs-etcd.sh), against the running target $1.
+small_cases() {
+    local target="$1"
+    bench "$target" put --clients 100 --conns 10 --total 50000 put
+    bench "$target" txn-put --clients 100 --conns 10 --total 50000 txn-put
+    bench "$target" range --clients 100 --conns 10 --total 100000 range --keys 10000
+    bench "$target" watch-1 --clients 50 --conns 10 --total 20000 watch --watchers 1
+    bench "$target" watch-1000 --clients 50 --conns 10 --total 2000 watch --watchers 1000
+    bench "$target" list-100k-500 --clients 1 --conns 1 --total 3 --prefix /list/ list --keys 100000 --page-size 500
+    bench "$target" list-100k-10000 --clients 1 --conns 1 --total 3 --prefix /list/ list --keys 0 --page-size 10000
+    bench "$target" count-100k --clients 1 --conns 1 --total 20 --prefix /list/ count
 }
 
 # Resident memory of the running target, in MiB.

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Turns the JSON lines of scripts/bench-vs-etcd.sh or scripts/scale.sh into a Markdown table:
-one row per measurement, one column per target, each etcdshim cell with its ratio to etcd.
+"""Turns the JSON lines of scripts/bench-vs-etcd.sh, scale.sh or ab.sh into a Markdown table:
+one row per measurement, one column per target, each cell with its ratio to the reference
+target (etcd by default). A measurement taken several times (ab.sh's rounds) shows its median.
 
-    python3 scripts/table.py RESULTS.jsonl
+    python3 scripts/table.py RESULTS.jsonl [--reference TARGET]
 """
 import json
+import statistics
 import sys
 
 # (case, field, label, unit, scale, higher_is_better)
@@ -46,8 +48,8 @@ ROWS = [
 ]
 
 
-def main(path):
-    values = {}
+def main(path, reference_target="etcd"):
+    samples = {}
     targets = []
     with open(path) as lines:
         for line in lines:
@@ -60,12 +62,23 @@ def main(path):
             if report.get("workload", "").startswith("fleet-"):
                 case = report["workload"]
             for field, value in report.items():
-                values[(target, case, field)] = value
+                if isinstance(value, (int, float)):
+                    samples.setdefault((target, case, field), []).append(value)
             if report.get("errors"):
                 print(f"warning: {target} {case}: {report['errors']} errors", file=sys.stderr)
-    others = [t for t in targets if t != "etcd"]
-    header = ["measurement"] + (["etcd 3.4"] if "etcd" in targets else [])
-    header += [f"etcdshim {t}" + (" (ratio to etcd)" if "etcd" in targets else "") for t in others]
+    values = {key: statistics.median(found) for key, found in samples.items()}
+    # The reference first, then the others in the order they ran.
+    if reference_target in targets:
+        targets.remove(reference_target)
+        targets.insert(0, reference_target)
+    has_reference = targets and targets[0] == reference_target
+    names = {"etcd": "etcd 3.4"}
+    header = ["measurement"]
+    for target in targets:
+        name = names.get(target, target if target == reference_target else f"etcdshim {target}")
+        if has_reference and target != reference_target:
+            name += f" (ratio to {names.get(reference_target, reference_target)})"
+        header.append(name)
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for case, field, label, unit, scale, higher in ROWS:
@@ -74,13 +87,13 @@ def main(path):
             continue
         better = "higher" if higher else "lower"
         row = [f"{label} ({unit}, {better} is better)"]
-        reference = values.get(("etcd", case, field))
+        reference = values.get((reference_target, case, field))
         for target, value in zip(targets, cells):
             if value is None:
                 row.append("")
                 continue
             text = format_value(value * scale)
-            if target != "etcd" and reference:
+            if target != reference_target and reference:
                 text += f" ({value / reference:.2f})"
             row.append(text)
         print("| " + " | ".join(row) + " |")
@@ -95,4 +108,10 @@ def format_value(value):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    arguments = sys.argv[1:]
+    reference = "etcd"
+    if "--reference" in arguments:
+        at = arguments.index("--reference")
+        reference = arguments[at + 1]
+        del arguments[at : at + 2]
+    main(arguments[0], reference)

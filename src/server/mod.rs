@@ -24,7 +24,7 @@ use crate::proto::kv_server::KvServer;
 use crate::proto::lease_server::LeaseServer;
 use crate::proto::maintenance_server::MaintenanceServer;
 use crate::proto::watch_server::WatchServer;
-use crate::store::{DatastoreOptions, Store};
+use crate::store::{DatastoreOptions, Store, StoreOptions};
 use cluster::ClusterService;
 use kv::KvService;
 use lease::LeaseService;
@@ -67,6 +67,8 @@ pub struct ServerOptions {
     pub watch_window_events: usize,
     /// How to talk to the datastore: pool settings, slow-statement logging.
     pub datastore: DatastoreOptions,
+    /// On a database shared with other servers: how often to look for their writes.
+    pub follow_interval: Duration,
     /// Serve clients over TLS (and with a CA, demand client certificates signed by it).
     pub tls: Option<TlsFiles>,
     /// The most concurrent gRPC streams (requests and watch/keep-alive streams) per client
@@ -118,6 +120,7 @@ impl Default for ServerOptions {
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
             watch_window_events: crate::store::watch_hub::DEFAULT_WINDOW_EVENTS,
             datastore: DatastoreOptions::default(),
+            follow_interval: crate::store::DEFAULT_FOLLOW_INTERVAL,
             tls: None,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_watches_per_stream: DEFAULT_MAX_WATCHES_PER_STREAM,
@@ -164,12 +167,12 @@ pub struct Server {
 impl Server {
     /// Opens the datastore named by `options.endpoint` (creating and migrating it as needed).
     pub async fn open(options: ServerOptions) -> Result<Server> {
-        let store = Store::open(
-            &options.endpoint,
-            &options.datastore,
-            options.watch_window_events,
-        )
-        .await?;
+        let store_options = StoreOptions {
+            datastore: options.datastore.clone(),
+            watch_window_events: options.watch_window_events,
+            follow_interval: options.follow_interval,
+        };
+        let store = Store::open(&options.endpoint, &store_options).await?;
         Ok(Server { store, options })
     }
 

@@ -36,8 +36,31 @@ use compactor::Compactor;
 use watch_hub::WatchHub;
 use writer::{WriteOp, WriteOutcome, WriteRequest, Writer, WriterStats};
 
-/// How often a process sharing its database with others looks for their writes.
-const FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// How often a process sharing its database with others looks for their writes, by default.
+pub const DEFAULT_FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How a store keeps its data and serves watchers.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// How to talk to the datastore: pools, TLS, slow-statement logging.
+    pub datastore: DatastoreOptions,
+    /// How many recent events the watch hub keeps in memory; watchers further behind read the
+    /// log.
+    pub watch_window_events: usize,
+    /// On a database shared with other processes: how often to look for their writes
+    /// (PostgreSQL also wakes this process at once when another commits).
+    pub follow_interval: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            datastore: DatastoreOptions::default(),
+            watch_window_events: watch_hub::DEFAULT_WINDOW_EVENTS,
+            follow_interval: DEFAULT_FOLLOW_INTERVAL,
+        }
+    }
+}
 
 /// etcd's raft term is meaningless here; a single constant keeps clients that display it calm.
 pub const RAFT_TERM: u64 = 1;
@@ -94,18 +117,14 @@ struct Shared {
 
 impl Store {
     /// Opens the datastore a Kine-style `endpoint` names (creating and migrating it as needed),
-    /// loads the store's state and starts the sequencer, the compactor and the lease expiry
-    /// task. The watch hub keeps up to `watch_window_events` recent events in memory.
-    pub async fn open(
-        endpoint: &str,
-        datastore: &DatastoreOptions,
-        watch_window_events: usize,
-    ) -> Result<Store> {
-        let backend = crate::backend::open(endpoint, datastore).await?;
-        Store::with_backend(backend, watch_window_events).await
+    /// loads the store's state and starts the sequencer, the compactor, the lease expiry task
+    /// and, on a shared database, the follower of other processes' writes.
+    pub async fn open(endpoint: &str, options: &StoreOptions) -> Result<Store> {
+        let backend = crate::backend::open(endpoint, &options.datastore).await?;
+        Store::with_backend(backend, options).await
     }
 
-    async fn with_backend(backend: Arc<dyn Backend>, watch_window_events: usize) -> Result<Store> {
+    async fn with_backend(backend: Arc<dyn Backend>, options: &StoreOptions) -> Result<Store> {
         let meta = backend.load_meta().await?;
         let progress = backend.compact_progress().await?;
         let revisions = Arc::new(Revisions {
@@ -116,7 +135,7 @@ impl Store {
         let (compaction, target) = watch::channel(meta.compacted);
         let (progress_sender, compact_progress) = watch::channel(progress);
         let writer_stats = Arc::new(WriterStats::default());
-        let hub = Arc::new(WatchHub::new(meta.revision, watch_window_events));
+        let hub = Arc::new(WatchHub::new(meta.revision, options.watch_window_events));
         tokio::spawn(
             Writer {
                 backend: backend.clone(),
@@ -152,7 +171,7 @@ impl Store {
         };
         tokio::spawn(lease::expire_leases(store.downgrade()));
         if shared_database {
-            tokio::spawn(follower::follow(store.downgrade(), FOLLOW_INTERVAL));
+            tokio::spawn(follower::follow(store.downgrade(), options.follow_interval));
         }
         Ok(store)
     }

@@ -114,41 +114,57 @@ async fn drop_stale_databases(backend: Backend) {
         ),
     };
     once.get_or_init(|| async {
-        use sqlx::{Connection as _, Row as _};
-        sqlx::any::install_default_drivers();
         let Some(base) = backend.base_url() else {
             return;
         };
-        let admin = match backend {
-            Backend::Postgres => format!("{base}/postgres"),
-            _ => format!("{base}/"),
-        };
-        let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await else {
-            return;
-        };
-        let names: Vec<String> = match sqlx::query(list).fetch_all(&mut conn).await {
-            Ok(rows) => rows
-                .iter()
-                .filter_map(|row| row.try_get::<String, _>(0).ok())
-                .collect(),
-            Err(_) => return,
-        };
-        for name in names {
-            let pid = name
-                .trim_start_matches("etcdshim_test_")
-                .split('_')
-                .next()
-                .unwrap_or_default();
-            if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
-                let statement = drop.replace("{}", &name);
-                let _ = sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .execute(&mut conn)
-                    .await;
+        match backend {
+            Backend::Postgres => {
+                drop_dead::<sqlx::Postgres>(&format!("{base}/postgres"), list, drop).await
             }
+            _ => drop_dead::<sqlx::MySql>(&format!("{base}/"), list, drop).await,
         }
-        let _ = conn.close().await;
     })
     .await;
+}
+
+/// Drops the databases that `list` names whose test process is gone, with `drop` ("{}" is the
+/// name).
+async fn drop_dead<DB>(admin: &str, list: &str, drop: &str)
+where
+    DB: sqlx::Database,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'r> String: sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    use sqlx::{Connection as _, Row as _};
+    let Ok(mut conn) = DB::Connection::connect(admin).await else {
+        return;
+    };
+    let names: Vec<String> = match sqlx::query::<DB>(sqlx::AssertSqlSafe(list.to_string()))
+        .fetch_all(&mut conn)
+        .await
+    {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|row| row.try_get::<String, _>(0).ok())
+            .collect(),
+        Err(_) => return,
+    };
+    for name in names {
+        let pid = name
+            .trim_start_matches("etcdshim_test_")
+            .split('_')
+            .next()
+            .unwrap_or_default();
+        if !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let statement = drop.replace("{}", &name);
+            let _ = sqlx::query::<DB>(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+    let _ = conn.close().await;
 }
 
 /// A fresh endpoint on the current backend: a temporary SQLite file, or a new database.

@@ -196,6 +196,47 @@ async fn several_servers_on_mariadb() {
     on_backend(Backend::Mysql, several_servers_share_one_database()).await;
 }
 
+/// On PostgreSQL a server learns of another's commit from its notification, not from polling:
+/// with polling turned down to once an hour, a watcher on one server still gets a write made on
+/// the other (and a read there sees it, as on any shared database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_servers_wake_each_other_on_commit() {
+    on_backend(Backend::Postgres, async {
+        let rarely = ServerOptions {
+            follow_interval: Duration::from_secs(3600),
+            ..ServerOptions::default()
+        };
+        let writer = TestServer::start_with(rarely).await;
+        let watcher = writer.another().await;
+        let mut watch = RawWatch::watching(
+            &watcher.endpoint(),
+            WatchCreateRequest {
+                key: "n/".into(),
+                range_end: "n0".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        // The follower's first poll runs at start; give it time to pass before writing.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut client = writer.client().await;
+        let revision = client
+            .put("n/1", "from the other server", None)
+            .await
+            .expect("put")
+            .header()
+            .expect("header")
+            .revision();
+        let response = watch.next().await;
+        let kv = response.events[0].kv.as_ref().expect("kv");
+        assert_eq!(
+            (kv.key.as_ref(), kv.mod_revision),
+            (b"n/1".as_slice(), revision)
+        );
+    })
+    .await;
+}
+
 /// A PostgreSQL server of this test's own, in a temporary folder, on a free port.
 pub(crate) struct PrivatePostgres {
     bin: PathBuf,
