@@ -32,6 +32,7 @@ impl Dialect for Sqlite {
     const KEY: &'static str = "key";
     const SHARED: bool = false;
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const BOUNDED_JOINS: bool = false;
     // SQLite has no delete-join: the superseded rows are named by rowid.
     const DELETE_SUPERSEDED: &'static str = "DELETE FROM log WHERE rowid IN (SELECT o.rowid \
         FROM log n JOIN log o ON o.key = n.key AND o.revision < n.revision \

@@ -30,6 +30,14 @@ pub trait Dialect: Send + Sync + 'static {
     /// Returns unused space to the file system.
     const DEFRAGMENT: &'static str;
 
+    /// Joins on the key repeat the range's bounds on the joined table, although the key
+    /// equality implies them. Without them PostgreSQL may merge-join against the whole table
+    /// from its first key, so each page of a paged list costs a scan of every key before it
+    /// (0.56 s per page of 500 at 1M keys, against 4 ms with the bounds). SQLite does the
+    /// opposite: given the bounds, it scans the joined table's whole range as the outer loop
+    /// (SQLite 3.51: 24 ms a page of 500 at 100k keys, against 1 ms without).
+    const BOUNDED_JOINS: bool = true;
+
     /// The larger of two numbers.
     const GREATEST: &'static str = "GREATEST";
 
