@@ -7,7 +7,7 @@
 #   ROUNDS=2 (default) rounds of every target with each binary.
 #
 # Results go to $RESULTS (default /tmp/etcdshim-bench/ab.jsonl, replaced each run), tagged
-# TARGET@old and TARGET@new.
+# TARGET@old and TARGET@new. The new binary is also the bench client of both sides.
 source "$(dirname "$0")/lib.sh"
 
 [ $# -ge 2 ] || { echo "usage: scripts/ab.sh OLD_BINARY NEW_BINARY [TARGET...]" >&2; exit 2; }
@@ -15,6 +15,7 @@ OLD="$(realpath "$1")"
 NEW="$(realpath "$2")"
 shift 2
 ROUNDS="${ROUNDS:-2}"
+ETCDSHIM="$NEW"
 prepare ab sqlite postgres -- "$@"
 
 for round in $(seq 1 "$ROUNDS"); do

@@ -9,7 +9,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-ETCDSHIM="$ROOT/target/release/etcdshim"
+# The bench client (and, unless SERVER_BIN says otherwise, the server); built from the work tree
+# unless given.
+ETCDSHIM="${ETCDSHIM:-$ROOT/target/release/etcdshim}"
 # The binary `start` serves a target with (scripts/ab.sh points it at the build under test);
 # the bench client is always $ETCDSHIM.
 SERVER_BIN="${SERVER_BIN:-$ETCDSHIM}"
@@ -21,7 +23,7 @@ TARGET_PID=""
 
 # prepare NAME DEFAULT_TARGET...: sets TARGETS to the script's arguments (or the defaults, given
 # after NAME; call as `prepare NAME defaults... -- "$@"`), empties $RESULTS (default
-# $WORK/NAME.jsonl) and builds the release binary.
+# $WORK/NAME.jsonl) and builds the release binary (unless $ETCDSHIM names another).
 prepare() {
     local name="$1"
     shift
@@ -36,7 +38,9 @@ prepare() {
     RESULTS="${RESULTS:-$WORK/$name.jsonl}"
     mkdir -p "$WORK"
     : >"$RESULTS"
-    (cd "$ROOT" && cargo build --release --quiet)
+    if [ "$ETCDSHIM" = "$ROOT/target/release/etcdshim" ]; then
+        (cd "$ROOT" && cargo build --release --quiet)
+    fi
 }
 
 # The datastore endpoint etcdshim uses for a target.
@@ -74,7 +78,7 @@ start() {
             --listen-peer-urls "http://127.0.0.1:$((PORT + 1))" \
             --initial-advertise-peer-urls "http://127.0.0.1:$((PORT + 1))" \
             --initial-cluster "bench=http://127.0.0.1:$((PORT + 1))" \
-            --quota-backend-bytes $((16 * 1024 * 1024 * 1024)) \
+            --quota-backend-bytes "${ETCD_QUOTA:-$((16 * 1024 * 1024 * 1024))}" \
             >"$WORK/etcd.log" 2>&1 &
     else
         "$SERVER_BIN" --listen-address "127.0.0.1:$PORT" --endpoint "$(datastore "$target")" \

@@ -1,45 +1,104 @@
 #!/usr/bin/env bash
-# The scale run of docs/benchmarks.md: fill each target with N Fleet-shaped objects of 1 KiB
-# (`bench load`), then measure full paged lists (pages of 500 and 10,000, with the first and
-# last page times), count_only, the Fleet simulator, resident memory, and the time from a
-# restart to serving.
+# The scale run of docs/benchmarks.md: grow each target to every size in $SIZES objects of
+# 1 KiB and measure, at each size, what must not grow with the store: a full list of one
+# resource of $PROBE objects in pages of 500 and of 10,000 (first, middle and last page, every
+# page's p99), count_only of it, a limit=1 range over it, the Fleet simulator on top (the
+# manager's page p99/p99.9 while 100 clusters write), restart to serving, resident memory and
+# bytes on disk per object.
 #
-#   OBJECTS=1000000 scripts/scale.sh [TARGET...]      (default: sqlite postgres etcd)
+#   SIZES="1000000 5000000 10000000 20000000" PROBE=1000000 scripts/scale.sh [TARGET...]
+#   (default targets: sqlite postgres etcd)
 #
-# Results go to $RESULTS (default /tmp/etcdshim-bench/scale.jsonl, replaced each run).
+# The probe resource (/registry/configmaps/, $PROBE objects) is written first; the rest of each
+# size is Fleet-shaped objects (`bench load`, ten per simulated cluster). On PostgreSQL every
+# measurement is taken twice per size: right after the load, before any VACUUM or ANALYZE has
+# run (this machine's PostgreSQL has autovacuum off), with cases named *-unvacuumed, and after
+# `VACUUM ANALYZE`, as production runs it. etcd is 3.5.16 (scripts/etcd35.sh) with its largest
+# quota, 8 GiB; it is grown only as far as it holds.
+#
+# Results go to $RESULTS (default /tmp/etcdshim-bench/scale.jsonl, replaced each run), tagged
+# TARGET@SIZE; a table per target follows, each size's ratio to the first.
 source "$(dirname "$0")/lib.sh"
 
-OBJECTS="${OBJECTS:-1000000}"
+SIZES="${SIZES:-1000000 5000000 10000000 20000000}"
+PROBE="${PROBE:-1000000}"
+PROBE_PREFIX=/registry/configmaps/
+ETCD_BIN="${ETCD_BIN:-$("$ROOT/scripts/etcd35.sh")/etcd}"
+ETCD_QUOTA=$((8 * 1024 * 1024 * 1024))
 prepare scale sqlite postgres etcd -- "$@"
+
+# The objects in the store, by a count-only range of everything.
+objects() {
+    "$ETCDSHIM" bench --endpoints "$ENDPOINT" --json --clients 1 --conns 1 --total 1 \
+        --prefix / count | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["keys_counted"]))'
+}
+
+# Bytes on disk of target $1's data, in MiB.
+disk_mib() {
+    case "${1%@*}" in
+        etcd | sqlite) du -sm "$WORK/${1%@*}" | cut -f1 ;;
+        postgres) psql -qtA -h 127.0.0.1 -U postgres -d test -c "SELECT pg_database_size('etcdshim_bench') / 1048576" ;;
+    esac
+}
+
+# The measurements that must stay flat, against the running target, tagged $1 (TARGET@SIZE),
+# their cases suffixed with $2.
+probe_cases() {
+    local tag="$1" suffix="$2"
+    bench "$tag" "list-500$suffix" --clients 1 --conns 1 --total 1 --prefix "$PROBE_PREFIX" list --keys 0 --page-size 500
+    bench "$tag" "list-10000$suffix" --clients 1 --conns 1 --total 1 --prefix "$PROBE_PREFIX" list --keys 0 --page-size 10000
+    bench "$tag" "count$suffix" --clients 1 --conns 1 --total 20 --prefix "$PROBE_PREFIX" count
+    bench "$tag" "first-page$suffix" --clients 1 --conns 1 --total 20 --prefix "$PROBE_PREFIX" count --limit 1
+}
 
 for target in "${TARGETS[@]}"; do
     echo "== $target" >&2
     wipe "$target"
     start "$target"
-    bench "$target" load --clients 200 --conns 10 --val-size 1024 load --objects "$OBJECTS"
-    note "$target" rss-after-load rss_mib "$(rss_mib)"
-    # One list each: etcd 3.4 counts the rest of the range for every page, so its list in
-    # pages of 500 grows with the square of the objects (minutes at 1M).
-    bench "$target" list-500 --clients 1 --conns 1 --total 1 --prefix /registry/ list --keys 0 --page-size 500
-    bench "$target" list-10000 --clients 1 --conns 1 --total 1 --prefix /registry/ list --keys 0 --page-size 10000
-    bench "$target" count --clients 1 --conns 1 --total 10 --prefix /registry/ count
-    # The Fleet simulator on top: 5,000 more clusters register and report status while the
-    # manager lists every cluster record (100,000 loaded + the new ones) and reloads its cache.
-    bench "$target" fleet --clients 100 --conns 10 --val-size 1024 \
-        fleet --clusters 5000 --updates 5 --page-size 500 --reload-every 5s
+    loaded=0
+    for size in $SIZES; do
+        tag="$target@$size"
+        echo "== $tag" >&2
+        if [ "$loaded" -eq 0 ]; then
+            bench "$tag" load-probe --clients 200 --conns 10 --val-size 1024 --key-size 64 \
+                --total "$PROBE" --prefix "$PROBE_PREFIX" put || break
+            loaded=$(objects)
+        fi
+        if [ "$size" -gt "$loaded" ]; then
+            # etcd stops at its quota: the size it could not reach ends its run.
+            bench "$tag" load --clients 200 --conns 10 --val-size 1024 \
+                load --objects $((size - loaded)) || break
+        fi
+        loaded=$(objects)
+        note "$tag" objects objects "$loaded"
+        if [ "$target" = postgres ]; then
+            probe_cases "$tag" -unvacuumed
+            began=$(date +%s%N)
+            psql -q -h 127.0.0.1 -U postgres -d etcdshim_bench -c 'VACUUM ANALYZE'
+            note "$tag" vacuum vacuum_analyze_ms $((($(date +%s%N) - began) / 1000000))
+        fi
+        probe_cases "$tag" ""
+        note "$tag" rss-after-lists rss_mib "$(rss_mib)"
+        # The Fleet simulator on top: 2,000 more clusters (100 at a time) register and report
+        # status while the manager lists every cluster record and reloads its cache.
+        bench "$tag" fleet --clients 100 --conns 10 --val-size 1024 \
+            fleet --clusters 2000 --updates 5 --page-size 500 --reload-every 5s
+        stop
+        began=$(date +%s%N)
+        start "$target"
+        note "$tag" restart restart_to_serving_ms $((($(date +%s%N) - began) / 1000000))
+        note "$tag" rss-after-restart rss_mib "$(rss_mib)"
+        loaded=$(objects)
+        note "$tag" disk-per-object disk_bytes_per_object "$(($(disk_mib "$target") * 1048576 / loaded))"
+    done
     stop
-    began=$(date +%s%N)
-    start "$target"
-    note "$target" restart restart_to_serving_ms $((($(date +%s%N) - began) / 1000000))
-    note "$target" rss-after-restart rss_mib "$(rss_mib)"
-    bench "$target" list-after-restart --clients 1 --conns 1 --total 1 --prefix /registry/ list --keys 0 --page-size 10000
-    note "$target" rss-after-list rss_mib "$(rss_mib)"
-    stop
-    case "$target" in
-        etcd | sqlite) note "$target" disk disk_mib "$(du -sm "$WORK/$target" | cut -f1)" ;;
-        postgres) note "$target" disk disk_mib "$(psql -qtA -h 127.0.0.1 -U postgres -d test -c "SELECT pg_database_size('etcdshim_bench') / 1048576")" ;;
-    esac
     wipe "$target"
 done
 
-python3 "$ROOT/scripts/table.py" "$RESULTS"
+for target in "${TARGETS[@]}"; do
+    first="$target@${SIZES%% *}"
+    echo
+    echo "### $target: each size against $first"
+    grep -E "\"target\":\"$target@" "$RESULTS" >"$WORK/scale-$target.jsonl" || continue
+    python3 "$ROOT/scripts/table.py" "$WORK/scale-$target.jsonl" --reference "$first"
+done

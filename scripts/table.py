@@ -25,18 +25,36 @@ ROWS = [
     ("list-100k-10000", "p50_ms", "list 100k keys, pages of 10,000", "ms", 1, False),
     ("count-100k", "p50_ms", "count_only of 100k keys", "ms", 1, False),
     ("load", "per_second", "load: create txns of 1 KiB objects, 200 clients", "objects/s", 1, True),
-    ("list-500", "p50_ms", "full list, pages of 500", "s", 0.001, False),
-    ("list-500", "first_page_ms", "first page of 500", "ms", 1, False),
-    ("list-500", "last_page_ms", "last page of 500", "ms", 1, False),
-    ("list-10000", "p50_ms", "full list, pages of 10,000", "s", 0.001, False),
-    ("list-10000", "first_page_ms", "first page of 10,000", "ms", 1, False),
-    ("list-10000", "last_page_ms", "last page of 10,000", "ms", 1, False),
-    ("count", "p50_ms", "count_only of every object", "ms", 1, False),
+    ("load-probe", "per_second", "load: puts of the probe's 1 KiB objects, 200 clients", "objects/s", 1, True),
+    ("objects", "objects", "objects stored", "objects", 1, True),
+]
+# The probe's measurements (scripts/scale.sh), right after a load on PostgreSQL (-unvacuumed)
+# and as production runs.
+for suffix, when in (("-unvacuumed", ", before VACUUM"), ("", "")):
+    ROWS += [
+        (f"list-500{suffix}", "p50_ms", f"full list, pages of 500{when}", "s", 0.001, False),
+        (f"list-500{suffix}", "first_page_ms", f"first page of 500{when}", "ms", 1, False),
+        (f"list-500{suffix}", "middle_page_ms", f"middle page of 500{when}", "ms", 1, False),
+        (f"list-500{suffix}", "last_page_ms", f"last page of 500{when}", "ms", 1, False),
+        (f"list-500{suffix}", "page_p99_ms", f"page of 500, p99{when}", "ms", 1, False),
+        (f"list-10000{suffix}", "p50_ms", f"full list, pages of 10,000{when}", "s", 0.001, False),
+        (f"list-10000{suffix}", "first_page_ms", f"first page of 10,000{when}", "ms", 1, False),
+        (f"list-10000{suffix}", "middle_page_ms", f"middle page of 10,000{when}", "ms", 1, False),
+        (f"list-10000{suffix}", "last_page_ms", f"last page of 10,000{when}", "ms", 1, False),
+        (f"count{suffix}", "p50_ms", f"count_only{when}", "ms", 1, False),
+        (f"first-page{suffix}", "p50_ms", f"range with limit 1 (and its count){when}", "ms", 1, False),
+    ]
+ROWS += [
+    ("vacuum", "vacuum_analyze_ms", "VACUUM ANALYZE after the load", "ms", 1, False),
+    ("rss-after-lists", "rss_mib", "RSS after the load and the lists", "MiB", 1, False),
+    ("disk-per-object", "disk_bytes_per_object", "bytes on disk per object", "bytes", 1, False),
     ("fleet-register", "per_second", "fleet: registration creates", "ops/s", 1, True),
     ("fleet-register", "p99_ms", "fleet: registration create p99", "ms", 1, False),
     ("fleet-status", "per_second", "fleet: status updates", "ops/s", 1, True),
     ("fleet-status", "p99_ms", "fleet: status update p99", "ms", 1, False),
     ("fleet-read", "p99_ms", "fleet: read own bundle deployments p99", "ms", 1, False),
+    ("fleet-page", "p99_ms", "fleet: manager's list page p99 while clusters write", "ms", 1, False),
+    ("fleet-page", "p999_ms", "fleet: manager's list page p99.9 while clusters write", "ms", 1, False),
     ("fleet-list", "p50_ms", "fleet: manager's full list of cluster records", "ms", 1, False),
     ("fleet-reload", "p50_ms", "fleet: manager's reload (list, then watch caught up)", "ms", 1, False),
     ("fleet-reload", "clusters_cached", "fleet: cluster records in the manager's cache", "records", 1, True),

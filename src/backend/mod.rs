@@ -74,6 +74,25 @@ impl<'a> KeyRange<'a> {
     pub fn is_empty(&self) -> bool {
         self.end.is_empty_for(self.key)
     }
+
+    /// Whether the range is every key under a prefix that ends in `/` (`[P, P with its last
+    /// byte raised)`, as kube-apiserver's lists and counts of a resource or a namespace are):
+    /// those have a live-key counter.
+    pub fn is_counted_prefix(&self) -> bool {
+        let (Some((b'/', stem)), KeyEnd::Before(end)) = (self.key.split_last(), self.end) else {
+            return false;
+        };
+        end.split_last() == Some((&b'0', stem))
+    }
+}
+
+/// The prefixes of `key` that have a live-key counter: every one that ends in `/` (the key
+/// itself too, when it does).
+pub fn counted_prefixes(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    key.iter()
+        .enumerate()
+        .filter(|(_, byte)| **byte == b'/')
+        .map(|(at, _)| &key[..=at])
 }
 
 /// Which changes of a range to read from the log: revisions `from..=to`, at most `limit` rows
@@ -122,6 +141,21 @@ pub struct LogRow {
     pub sub: i64,
 }
 
+/// What a batch changed since it last wrote to its transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchWrite<'a> {
+    /// New log rows (at most one per key and revision).
+    pub log: &'a [LogRow],
+    /// Versions that a change replaced or deleted (they move to the history).
+    pub superseded: &'a [KeyValue],
+    /// Keys whose live version is now this one.
+    pub live: &'a [KeyValue],
+    /// Keys no longer alive.
+    pub gone: &'a [Bytes],
+    /// Changes of the live-key counters: (prefix, added keys, negative for removed).
+    pub counts: &'a [(Bytes, i64)],
+}
+
 /// A lease as stored: its granted TTL and when it expires (milliseconds since the Unix epoch,
 /// so that time keeps counting across restarts).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,9 +177,8 @@ pub trait WriteTxn: KvRead {
     }
     /// The live versions of `keys` at the head; missing keys are absent from the answer.
     async fn current(&mut self, keys: &[Bytes]) -> Result<Vec<KeyValue>>;
-    /// Appends `log` (at most one row per key and revision) and sets the live state of keys:
-    /// `live` become these versions, `gone` are deleted.
-    async fn write(&mut self, log: &[LogRow], live: &[KeyValue], gone: &[Bytes]) -> Result<()>;
+    /// Writes changes made by the batch since its last write.
+    async fn write(&mut self, changes: &BatchWrite<'_>) -> Result<()>;
     /// The live keys attached to `lease`.
     async fn keys_with_lease(&mut self, lease: i64) -> Result<Vec<KeyValue>>;
     async fn lease(&mut self, lease: i64) -> Result<Option<LeaseRecord>>;
@@ -172,6 +205,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn compact_window(&self, after: i64, up_to: i64) -> Result<u64>;
     /// The revision up to which superseded history has been removed.
     async fn compact_progress(&self) -> Result<i64>;
+    /// Rebuilds the live-key counters from the live keys if they are not known to be complete
+    /// (a database made by an older etcdshim, or imported); a no-op once they are.
+    async fn ensure_counts(&self) -> Result<()>;
     /// For a database shared by several processes: its newest revision and compacted revision,
     /// which other processes may have moved. `None` when this process is the only writer.
     async fn latest_revisions(&self) -> Result<Option<(i64, i64)>> {
@@ -252,4 +288,36 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<Arc<dyn 
     Err(Error::InvalidEndpoint(
         "expected sqlite://PATH, postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@tcp(HOST:PORT)/DB".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slash_prefixes_are_counted() {
+        let prefixes: Vec<&[u8]> = counted_prefixes(b"/registry/pods/ns/a").collect();
+        assert_eq!(
+            prefixes,
+            [
+                &b"/"[..],
+                b"/registry/",
+                b"/registry/pods/",
+                b"/registry/pods/ns/"
+            ]
+        );
+        let itself: Vec<&[u8]> = counted_prefixes(b"a/b/").collect();
+        assert_eq!(itself, [&b"a/"[..], b"a/b/"]);
+        let range = |key: &'static [u8], end: KeyEnd| {
+            let end = Box::leak(Box::new(end));
+            KeyRange::new(key, end).is_counted_prefix()
+        };
+        let before = |end: &'static [u8]| KeyEnd::Before(Bytes::from_static(end));
+        assert!(range(b"/registry/pods/", before(b"/registry/pods0")));
+        assert!(!range(b"/registry/pods", before(b"/registry/podt")));
+        assert!(!range(b"/registry/pods/", before(b"/registry/pods1")));
+        assert!(!range(b"/registry/pods/a", before(b"/registry/pods0")));
+        assert!(!range(b"/registry/pods/", KeyEnd::Unbounded));
+        assert!(!range(b"/", KeyEnd::Single));
+    }
 }

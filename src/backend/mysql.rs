@@ -27,7 +27,7 @@ impl Dialect for Mysql {
     const PLACEHOLDERS: Placeholders = Placeholders::Question;
     const KEY: &'static str = "`key`";
     const SHARED: bool = true;
-    const DELETE_SUPERSEDED: &'static str = "DELETE o FROM log o JOIN log n \
+    const DELETE_SUPERSEDED: &'static str = "DELETE o FROM {table} o JOIN log n \
         ON o.`key` = n.`key` AND o.revision < n.revision \
         WHERE n.revision > :from AND n.revision <= :to";
     // The sizes are unsigned: subtracting in unsigned arithmetic can underflow.
@@ -37,16 +37,21 @@ impl Dialect for Mysql {
         FROM information_schema.tables WHERE table_schema = DATABASE()";
     const DEFRAGMENT: &'static str = "OPTIMIZE TABLE log, current, leases";
 
-    fn on_conflict(_conflict: &str, columns: &[&str]) -> String {
+    fn on_conflict(conflict: &str, columns: &[&str]) -> String {
         if columns.is_empty() {
             // Keep the row: a no-op update (INSERT IGNORE would also hide other errors).
-            return "ON DUPLICATE KEY UPDATE name = name".to_string();
+            let first = conflict.split(',').next().unwrap_or(conflict).trim();
+            return format!("ON DUPLICATE KEY UPDATE {first} = {first}");
         }
         let sets: Vec<String> = columns
             .iter()
             .map(|c| format!("{c} = VALUES({c})"))
             .collect();
         format!("ON DUPLICATE KEY UPDATE {}", sets.join(", "))
+    }
+
+    fn on_conflict_add(_table: &str, _conflict: &str, column: &str) -> String {
+        format!("ON DUPLICATE KEY UPDATE {column} = {column} + VALUES({column})")
     }
 }
 

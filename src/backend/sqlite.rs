@@ -20,6 +20,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 const READ_POOL_SIZE: u32 = 8;
 
+/// Page cache per connection, in KiB (SQLite's negative `cache_size`). Each connection has its
+/// own: the writer's holds the indexes a batch updates; readers stream pages the operating
+/// system caches anyway, so theirs stay small (eight readers at 32 MiB each held 256 MiB after
+/// a full list of 1M objects).
+const WRITER_CACHE_KIB: &str = "-32768";
+const READER_CACHE_KIB: &str = "-8192";
+
 /// How long a write waits for the writer connection (held by the sequencer or the compactor's
 /// short transactions) before its batch fails.
 const WRITER_WAIT: Duration = Duration::from_secs(60);
@@ -33,19 +40,19 @@ impl Dialect for Sqlite {
     const SHARED: bool = false;
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const BOUNDED_JOINS: bool = false;
-    // SQLite has no delete-join: the superseded rows are named by rowid.
-    const DELETE_SUPERSEDED: &'static str = "DELETE FROM log WHERE rowid IN (SELECT o.rowid \
-        FROM log n JOIN log o ON o.key = n.key AND o.revision < n.revision \
-        WHERE n.revision > :from AND n.revision <= :to)";
+    // SQLite has no delete-join: the superseded rows are named by their primary key.
+    const DELETE_SUPERSEDED: &'static str = "DELETE FROM {table} WHERE (key, revision) IN \
+        (SELECT o.key, o.revision FROM log n JOIN {table} o ON o.key = n.key \
+         AND o.revision < n.revision WHERE n.revision > :from AND n.revision <= :to)";
     const DB_SIZE: &'static str = "SELECT p.page_count * s.page_size, \
         (p.page_count - f.freelist_count) * s.page_size \
         FROM pragma_page_count() p, pragma_page_size() s, pragma_freelist_count() f";
     const DEFRAGMENT: &'static str = "VACUUM";
     const GREATEST: &'static str = "MAX";
 
-    /// SQLite's planner picks the primary key (key, revision) for scans by revision unless told.
-    fn log_via(alias: &str, index: &str) -> String {
-        format!("log {alias} INDEXED BY {index}")
+    /// SQLite's planner takes the key range's index for scans by revision unless told.
+    fn table_via(table: &str, alias: &str, index: &str) -> String {
+        format!("{table} {alias} INDEXED BY {index}")
     }
 }
 
@@ -66,7 +73,6 @@ pub async fn open(path: &str, slow_statement: Duration) -> Result<SqlBackend<Sql
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-32768")
         .pragma("temp_store", "memory")
         .log_statements(tracing::log::LevelFilter::Trace)
         .log_slow_statements(tracing::log::LevelFilter::Warn, slow_statement);
@@ -76,12 +82,16 @@ pub async fn open(path: &str, slow_statement: Duration) -> Result<SqlBackend<Sql
         .acquire_timeout(WRITER_WAIT)
         .idle_timeout(None)
         .max_lifetime(None)
-        .connect_with(options.clone())
+        .connect_with(options.clone().pragma("cache_size", WRITER_CACHE_KIB))
         .await?;
     MIGRATOR.run(&writes).await?;
     let reads = SqlitePoolOptions::new()
         .max_connections(READ_POOL_SIZE)
-        .connect_with(options.pragma("query_only", "true"))
+        .connect_with(
+            options
+                .pragma("cache_size", READER_CACHE_KIB)
+                .pragma("query_only", "true"),
+        )
         .await?;
     Ok(SqlBackend::new(reads, writes, None))
 }

@@ -133,8 +133,8 @@ pub struct Listed {
     /// The revision every page was read at.
     pub revision: i64,
     pub count: usize,
-    pub first_page: Duration,
-    pub last_page: Duration,
+    /// How long each page took, in order.
+    pub pages: Vec<Duration>,
 }
 
 /// One full paged list of `prefix` as kube-apiserver lists: the first page at the head, the
@@ -152,8 +152,7 @@ pub async fn list(
     let mut listed = Listed {
         revision: 0,
         count: 0,
-        first_page: Duration::ZERO,
-        last_page: Duration::ZERO,
+        pages: Vec::new(),
     };
     loop {
         let began = Instant::now();
@@ -168,10 +167,9 @@ pub async fn list(
             .await
             .map_err(|e| e.to_string())?
             .into_inner();
-        listed.last_page = began.elapsed();
+        listed.pages.push(began.elapsed());
         if listed.revision == 0 {
             listed.revision = page.header.map_or(0, |h| h.revision);
-            listed.first_page = listed.last_page;
         }
         let more = page.more;
         if let Some(last) = page.kvs.last() {
@@ -187,14 +185,17 @@ pub async fn list(
     }
 }
 
-/// The number of keys under `prefix` at `revision` (0: the head), by a count-only range.
-pub async fn count(channel: Channel, prefix: &[u8], revision: i64) -> Result<i64, String> {
+/// The number of keys under `prefix` at the head: by a count-only range, or with `limit` > 0
+/// from a range of that many keys (which carries the exact count of the whole range, as the
+/// first page of a list does).
+pub async fn count(channel: Channel, prefix: &[u8], limit: i64) -> Result<i64, String> {
     let resp = kv(channel)
         .range(RangeRequest {
             key: Bytes::copy_from_slice(prefix),
             range_end: prefix_end(prefix),
-            count_only: true,
-            revision,
+            count_only: limit <= 0,
+            limit,
+            keys_only: true,
             ..Default::default()
         })
         .await

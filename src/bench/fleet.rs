@@ -122,6 +122,7 @@ pub async fn run(
             .report("fleet-list", origin.elapsed())
             .with("clusters_listed", outcome.last_listed as f64),
     );
+    reports.push(outcome.pages.report("fleet-page", origin.elapsed()));
     reports.push(
         outcome
             .reloads
@@ -216,6 +217,8 @@ fn timed<T>(
 /// What the manager did and what its cache held at the end.
 struct ManagerOutcome {
     lists: Recorder,
+    /// Every page of those lists.
+    pages: Recorder,
     /// From the start of a list to the watch after it being caught up (a progress response).
     reloads: Recorder,
     events: u64,
@@ -234,6 +237,7 @@ async fn manage(
 ) -> Result<ManagerOutcome, String> {
     let mut outcome = ManagerOutcome {
         lists: Recorder::new(origin),
+        pages: Recorder::new(origin),
         reloads: Recorder::new(origin),
         events: 0,
         last_listed: 0,
@@ -251,6 +255,9 @@ async fn manage(
         .await
         .map_err(|e| format!("the manager's list failed: {e}"))?;
         outcome.lists.record(began.elapsed());
+        for page in &listed.pages {
+            outcome.pages.record(*page);
+        }
         outcome.last_listed = listed.count;
 
         let mut stream = ManagerWatch::open(channel.clone(), listed.revision + 1).await?;

@@ -113,7 +113,12 @@ pub enum Workload {
         objects: u64,
     },
     /// Count-only ranges of everything under --prefix (kube-apiserver's object counts).
-    Count,
+    Count {
+        /// Instead, ranges of this many keys over the whole prefix, which carry the exact count
+        /// of it as the first page of a list does.
+        #[arg(long, default_value_t = 0)]
+        limit: i64,
+    },
     /// Watchers of one prefix; latency from a put to each watcher's receipt.
     Watch {
         /// Watches open while the events are written.

@@ -63,17 +63,18 @@ pub async fn run(args: &BenchArgs) -> Result<Vec<Report>, String> {
             keys: count,
             page_size,
         } => list(args, &channels, &keys, *count, *page_size, &value).await?,
-        Workload::Count => {
-            let prefix = Bytes::from(args.prefix.clone());
+        Workload::Count { limit } => {
+            let (prefix, limit) = (Bytes::from(args.prefix.clone()), *limit);
             let (recorder, elapsed) = drive(args, "count", &channels, args.total, move |ch, _| {
                 let prefix = prefix.clone();
-                async move { client::count(ch, &prefix, 0).await.map(drop) }
+                async move { client::count(ch, &prefix, limit).await.map(drop) }
             })
             .await;
             let counted = client::count(channels[0].clone(), args.prefix.as_bytes(), 0).await?;
             recorder
                 .report("count", elapsed)
                 .with("keys_counted", counted as f64)
+                .with("limit", limit as f64)
         }
         Workload::Load { objects } => {
             let (recorder, elapsed) = drive(args, "load", &channels, *objects, move |ch, i| {
@@ -229,7 +230,8 @@ async fn update(
 /// Retries of one update before it counts as failed.
 const MAX_CONFLICTS: u32 = 100;
 
-/// Full paged lists; the report adds the keys per list and the mean first and last page time.
+/// Full paged lists. The report adds the keys per list, the mean time of the first, middle and
+/// last page, and percentiles of every page's time.
 async fn list(
     args: &BenchArgs,
     channels: &[Channel],
@@ -245,22 +247,19 @@ async fn list(
         (keys.prefix.clone(), Some(count as usize))
     };
     let page_size = page_size.max(1);
-    let pages = Arc::new(std::sync::Mutex::new((
-        0usize,
-        Duration::ZERO,
-        Duration::ZERO,
-    )));
+    let origin = Instant::now();
+    let pages = Arc::new(std::sync::Mutex::new(ListedPages {
+        keys: 0,
+        marks: [Duration::ZERO; 3],
+        all: Recorder::new(origin),
+    }));
     let seen = pages.clone();
     let (recorder, elapsed) = drive(args, "list", channels, args.total, move |ch, _| {
         let (prefix, seen) = (prefix.clone(), seen.clone());
         async move {
             let listed = client::list(ch, prefix.as_bytes(), page_size, drop).await?;
             if let Ok(mut seen) = seen.lock() {
-                *seen = (
-                    listed.count,
-                    seen.1 + listed.first_page,
-                    seen.2 + listed.last_page,
-                );
+                seen.add(&listed);
             }
             match expected {
                 Some(expected) if listed.count != expected => {
@@ -271,15 +270,45 @@ async fn list(
         }
     })
     .await;
-    let (keys_listed, first, last) = pages.lock().map(|p| *p).unwrap_or_default();
     let lists = recorder.operations().max(1) as f64;
-    let mean_ms =
-        |total: Duration| (total.as_secs_f64() * 1000.0 / lists * 1000.0).round() / 1000.0;
+    let pages = pages.lock().map_err(|_| "a list task panicked")?;
+    let mean_ms = |total: Duration| (total.as_secs_f64() * 1e6 / lists).round() / 1000.0;
+    let page = pages.all.report("page", elapsed);
     Ok(recorder
         .report("list", elapsed)
-        .with("keys_listed", keys_listed as f64)
-        .with("first_page_ms", mean_ms(first))
-        .with("last_page_ms", mean_ms(last)))
+        .with("keys_listed", pages.keys as f64)
+        .with("first_page_ms", mean_ms(pages.marks[0]))
+        .with("middle_page_ms", mean_ms(pages.marks[1]))
+        .with("last_page_ms", mean_ms(pages.marks[2]))
+        .with("page_p50_ms", page.p50_ms)
+        .with("page_p99_ms", page.p99_ms)
+        .with("page_p999_ms", page.p999_ms))
+}
+
+/// The pages of every list a `list` run made.
+struct ListedPages {
+    /// Keys in the last list.
+    keys: usize,
+    /// The first, middle and last page's times, summed over the lists.
+    marks: [Duration; 3],
+    all: Recorder,
+}
+
+impl ListedPages {
+    fn add(&mut self, listed: &client::Listed) {
+        self.keys = listed.count;
+        let pages = &listed.pages;
+        for (mark, at) in self
+            .marks
+            .iter_mut()
+            .zip([0, pages.len() / 2, pages.len().max(1) - 1])
+        {
+            *mark += pages.get(at).copied().unwrap_or_default();
+        }
+        for page in pages {
+            self.all.record(*page);
+        }
+    }
 }
 
 /// `watchers` watches of the run's prefix; `--total` puts; latency from each put's start to

@@ -170,6 +170,7 @@ impl Server {
         let store_options = StoreOptions {
             datastore: options.datastore.clone(),
             watch_window_events: options.watch_window_events,
+            watch_window_bytes: crate::store::watch_hub::DEFAULT_WINDOW_BYTES,
             follow_interval: options.follow_interval,
         };
         let store = Store::open(&options.endpoint, &store_options).await?;

@@ -7,14 +7,18 @@
 //! (key ranges, past revisions, keys by lease) first flush the pending changes, then ask the
 //! database, which then sees every earlier write of the batch.
 //!
-//! The buffer also collects the batch's events, with their previous versions, for the watch hub.
+//! The buffer also collects the batch's events, with their previous versions, for the watch hub;
+//! the versions the batch replaced or deleted, for the history; and how many live keys each
+//! counted prefix gained or lost.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::backend::{KeyEnd, KeyRange, KvRead, LeaseRecord, LogRow, WriteTxn};
+use crate::backend::{
+    BatchWrite, KeyEnd, KeyRange, KvRead, LeaseRecord, LogRow, WriteTxn, counted_prefixes,
+};
 use crate::error::Result;
 use crate::metrics::timed;
 use crate::proto::KeyValue;
@@ -28,8 +32,11 @@ pub(crate) struct WriteBuffer {
     log: Vec<LogRow>,
     /// Where each key's last unwritten row is in `log`.
     last_row: HashMap<Bytes, usize>,
-    /// Keys whose live state changed since the last flush.
-    dirty: Vec<Bytes>,
+    /// Keys changed since the last flush, and whether each was alive at that flush (or at the
+    /// start of the batch).
+    changed: HashMap<Bytes, bool>,
+    /// Versions replaced or deleted since the last flush.
+    superseded: Vec<KeyValue>,
     /// The newest revision written in this batch (or the head before it).
     latest: i64,
     /// The next `sub` within revision `latest`.
@@ -47,7 +54,8 @@ impl WriteBuffer {
             state: HashMap::new(),
             log: Vec::new(),
             last_row: HashMap::new(),
-            dirty: Vec::new(),
+            changed: HashMap::new(),
+            superseded: Vec::new(),
             latest: head,
             next_sub: 0,
             events: Vec::new(),
@@ -118,6 +126,14 @@ impl WriteBuffer {
     /// get both events, as etcd sends them.
     fn record(&mut self, mut row: LogRow, prev: Option<KeyValue>) {
         let revision = row.kv.mod_revision;
+        // A version made earlier in this same revision was never visible: only versions of
+        // older revisions move to the history.
+        if let Some(prev) = prev.as_ref().filter(|p| p.mod_revision < revision) {
+            self.superseded.push(prev.clone());
+        }
+        self.changed
+            .entry(row.kv.key.clone())
+            .or_insert(prev.is_some());
         if revision != self.latest {
             self.latest = revision;
             self.next_sub = 0;
@@ -134,7 +150,6 @@ impl WriteBuffer {
             prev_kv: prev,
         });
         let key = row.kv.key.clone();
-        self.dirty.push(key.clone());
         if let Some(&at) = self.last_row.get(&key)
             && self.log[at].kv.mod_revision == revision
         {
@@ -150,19 +165,37 @@ impl WriteBuffer {
         if self.log.is_empty() {
             return Ok(());
         }
-        self.dirty.sort_unstable();
-        self.dirty.dedup();
+        let mut changed: Vec<(Bytes, bool)> = self.changed.drain().collect();
+        changed.sort_unstable();
         let mut live = Vec::new();
         let mut gone = Vec::new();
-        for key in self.dirty.drain(..) {
-            match self.state.get(&key) {
-                Some(Some(kv)) => live.push(kv.clone()),
-                _ => gone.push(key),
+        let mut counts: HashMap<Bytes, i64> = HashMap::new();
+        for (key, was_alive) in changed {
+            let now = self.state.get(&key).cloned().flatten();
+            let change = i64::from(now.is_some()) - i64::from(was_alive);
+            if change != 0 {
+                for prefix in counted_prefixes(&key) {
+                    *counts.entry(key.slice_ref(prefix)).or_default() += change;
+                }
+            }
+            match now {
+                Some(kv) => live.push(kv),
+                None => gone.push(key),
             }
         }
-        timed("write", self.txn.write(&self.log, &live, &gone)).await?;
+        let mut counts: Vec<(Bytes, i64)> = counts.into_iter().filter(|(_, c)| *c != 0).collect();
+        counts.sort_unstable();
+        let changes = BatchWrite {
+            log: &self.log,
+            superseded: &self.superseded,
+            live: &live,
+            gone: &gone,
+            counts: &counts,
+        };
+        timed("write", self.txn.write(&changes)).await?;
         self.log.clear();
         self.last_row.clear();
+        self.superseded.clear();
         Ok(())
     }
 

@@ -44,9 +44,10 @@ pub const DEFAULT_FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::fr
 pub struct StoreOptions {
     /// How to talk to the datastore: pools, TLS, slow-statement logging.
     pub datastore: DatastoreOptions,
-    /// How many recent events the watch hub keeps in memory; watchers further behind read the
-    /// log.
+    /// How many recent events, and bytes of their keys and values, the watch hub keeps in
+    /// memory at most; watchers further behind read the log.
     pub watch_window_events: usize,
+    pub watch_window_bytes: usize,
     /// On a database shared with other processes: how often to look for their writes
     /// (PostgreSQL also wakes this process at once when another commits).
     pub follow_interval: std::time::Duration,
@@ -57,6 +58,7 @@ impl Default for StoreOptions {
         StoreOptions {
             datastore: DatastoreOptions::default(),
             watch_window_events: watch_hub::DEFAULT_WINDOW_EVENTS,
+            watch_window_bytes: watch_hub::DEFAULT_WINDOW_BYTES,
             follow_interval: DEFAULT_FOLLOW_INTERVAL,
         }
     }
@@ -111,6 +113,8 @@ struct Shared {
     writes: mpsc::Sender<WriteRequest>,
     compact_progress: watch::Receiver<i64>,
     writer_stats: Arc<WriterStats>,
+    /// Closed once the sequencer has stopped.
+    writer_running: watch::Receiver<()>,
     cluster_id: u64,
     member_id: u64,
 }
@@ -125,6 +129,7 @@ impl Store {
     }
 
     async fn with_backend(backend: Arc<dyn Backend>, options: &StoreOptions) -> Result<Store> {
+        backend.ensure_counts().await?;
         let meta = backend.load_meta().await?;
         let progress = backend.compact_progress().await?;
         let revisions = Arc::new(Revisions {
@@ -135,7 +140,12 @@ impl Store {
         let (compaction, target) = watch::channel(meta.compacted);
         let (progress_sender, compact_progress) = watch::channel(progress);
         let writer_stats = Arc::new(WriterStats::default());
-        let hub = Arc::new(WatchHub::new(meta.revision, options.watch_window_events));
+        let (writer_running_sender, writer_running) = watch::channel(());
+        let hub = Arc::new(WatchHub::new(
+            meta.revision,
+            options.watch_window_events,
+            options.watch_window_bytes,
+        ));
         tokio::spawn(
             Writer {
                 backend: backend.clone(),
@@ -143,6 +153,7 @@ impl Store {
                 revisions: revisions.clone(),
                 stats: writer_stats.clone(),
                 compaction: compaction.clone(),
+                _running: writer_running_sender,
             }
             .run(write_queue),
         );
@@ -165,6 +176,7 @@ impl Store {
                 writes,
                 compact_progress,
                 writer_stats,
+                writer_running,
                 cluster_id: meta.cluster_id,
                 member_id: meta.member_id,
             }),
@@ -174,6 +186,14 @@ impl Store {
             tokio::spawn(follower::follow(store.downgrade(), options.follow_interval));
         }
         Ok(store)
+    }
+
+    /// Completes once the store has stopped writing: every handle is gone and the sequencer,
+    /// which also writes for the lease expiry task, has ended. Take it before dropping the last
+    /// handle, for example to open the same database again in this process.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut running = self.shared.writer_running.clone();
+        async move { while running.changed().await.is_ok() {} }
     }
 
     /// A handle that does not keep the store (and its background tasks) alive.

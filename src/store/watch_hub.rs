@@ -22,17 +22,23 @@ pub struct Revision {
 
 /// Events kept in memory by default; older revisions are read from the log.
 pub const DEFAULT_WINDOW_EVENTS: usize = 100_000;
+/// Bytes of keys and values kept in memory by default: with 1 KiB objects 100,000 events (and
+/// their previous versions) would hold over 200 MiB.
+pub const DEFAULT_WINDOW_BYTES: usize = 48 * 1024 * 1024;
 
 pub struct WatchHub {
     window: Mutex<Window>,
     head: watch::Sender<i64>,
-    /// Revisions are dropped from memory once the window holds more events than this.
-    capacity: usize,
+    /// Revisions are dropped from memory once the window holds more events than this...
+    max_events: usize,
+    /// ... or more bytes of keys and values than this.
+    max_bytes: usize,
 }
 
 struct Window {
     revisions: VecDeque<Arc<Revision>>,
     events: usize,
+    bytes: usize,
     /// The newest revision published (the `head` channel follows it).
     head: i64,
     /// Every revision from this one up to the head is in `revisions` (or made no event).
@@ -49,12 +55,14 @@ pub enum Catchup {
 }
 
 impl WatchHub {
-    pub fn new(head: i64, capacity: usize) -> WatchHub {
+    pub fn new(head: i64, max_events: usize, max_bytes: usize) -> WatchHub {
         WatchHub {
-            capacity,
+            max_events,
+            max_bytes,
             window: Mutex::new(Window {
                 revisions: VecDeque::new(),
                 events: 0,
+                bytes: 0,
                 head,
                 complete_from: head + 1,
             }),
@@ -89,16 +97,18 @@ impl WatchHub {
             }
             for (revision, events) in group_by_revision(events) {
                 window.events += events.len();
+                window.bytes += events.iter().map(held_bytes).sum::<usize>();
                 window
                     .revisions
                     .push_back(Arc::new(Revision { revision, events }));
             }
             window.head = head;
-            while window.events > self.capacity {
+            while window.events > self.max_events || window.bytes > self.max_bytes {
                 let Some(oldest) = window.revisions.pop_front() else {
                     break;
                 };
                 window.events -= oldest.events.len();
+                window.bytes -= oldest.events.iter().map(held_bytes).sum::<usize>();
                 window.complete_from = oldest.revision + 1;
             }
         }
@@ -113,6 +123,7 @@ impl WatchHub {
         if revision > window.head {
             window.revisions.clear();
             window.events = 0;
+            window.bytes = 0;
             window.head = revision;
             window.complete_from = revision + 1;
         }
@@ -134,6 +145,15 @@ impl WatchHub {
                 .collect(),
         )
     }
+}
+
+/// The bytes of keys and values an event keeps in memory.
+fn held_bytes(event: &Event) -> usize {
+    [&event.kv, &event.prev_kv]
+        .into_iter()
+        .flatten()
+        .map(|kv| kv.key.len() + kv.value.len())
+        .sum()
 }
 
 fn group_by_revision(events: Vec<Event>) -> Vec<(i64, Vec<Event>)> {

@@ -108,6 +108,9 @@ pub(crate) struct Writer {
     pub stats: Arc<WriterStats>,
     /// Tells the compactor the newest compacted revision.
     pub compaction: watch::Sender<i64>,
+    /// Dropped with the writer, which tells [`crate::store::Store::stopped`] that no more
+    /// writes will reach the database.
+    pub _running: watch::Sender<()>,
 }
 
 impl Writer {

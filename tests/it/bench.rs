@@ -61,10 +61,14 @@ crate::on_every_backend! {
         assert_eq!(count(&mut client).await, 103);
         assert_eq!(list.extra["keys_listed"], 23.0, "{list:?}");
         assert!(list.extra["first_page_ms"] > 0.0 && list.extra["last_page_ms"] > 0.0, "{list:?}");
+        assert!(list.extra["middle_page_ms"] > 0.0, "{list:?}");
+        assert!(list.extra["page_p50_ms"] > 0.0 && list.extra["page_p50_ms"] <= list.extra["page_p999_ms"], "{list:?}");
 
         let counted = bench(&server, "--total 4 count").await;
         assert_eq!((counted.workload.as_str(), counted.operations, counted.errors), ("count", 4, 0));
         assert_eq!(counted.extra["keys_counted"], 103.0);
+        let first_pages = bench(&server, "--total 3 count --limit 1").await;
+        assert_eq!((first_pages.operations, first_pages.errors, first_pages.extra["limit"]), (3, 0, 1.0), "{first_pages:?}");
 
         let watch = bench(&server, "--total 12 --val-size 64 watch --watchers 3").await;
         assert_eq!((watch.workload.as_str(), watch.operations, watch.errors), ("watch", 36, 0), "3 watchers x 12 events");
@@ -99,6 +103,8 @@ crate::on_every_backend! {
         }
         let (lists, reloads) = (by_name("fleet-list"), by_name("fleet-reload"));
         assert!(lists.operations >= 1 && lists.errors == 0, "{lists:?}");
+        let pages = by_name("fleet-page");
+        assert!(pages.operations >= 2 * lists.operations && pages.errors == 0, "at least 5 records, in pages of 4: {pages:?}");
         assert!(reloads.operations >= 1 && reloads.operations <= lists.operations, "{reloads:?}");
         assert_eq!(reloads.extra["clusters_cached"], 17.0, "5 loaded and 12 simulated cluster records");
         assert!(reloads.extra["watch_events"] >= 1.0, "{reloads:?}");

@@ -167,8 +167,9 @@ where
     let _ = conn.close().await;
 }
 
-/// A fresh endpoint on the current backend: a temporary SQLite file, or a new database.
-fn fresh_endpoint(dir: &Path) -> String {
+/// A fresh endpoint on the current backend: a temporary SQLite file in `dir`, or a new
+/// database (created by whoever opens it first).
+pub fn fresh_endpoint(dir: &Path) -> String {
     let unique = format!(
         "etcdshim_test_{}_{}",
         std::process::id(),
@@ -255,8 +256,13 @@ impl TestServer {
     /// database.
     pub async fn restart(mut self) -> TestServer {
         self.stop().await;
-        let mut next = TestServer::start_on(self.options.clone()).await;
-        next.dir = self.dir.take();
+        // The old store's lease expiry would otherwise go on writing beside the new one.
+        let stopped = self.store.stopped();
+        let (options, dir) = (self.options.clone(), self.dir.take());
+        drop(self);
+        stopped.await;
+        let mut next = TestServer::start_on(options).await;
+        next.dir = dir;
         next
     }
 

@@ -4,6 +4,7 @@
 mod bench;
 mod compaction;
 mod concurrency;
+mod counts;
 mod crash;
 mod differential;
 mod etcdctl;
@@ -18,4 +19,5 @@ mod metrics;
 mod security;
 mod servers;
 mod txn;
+mod upgrade;
 mod watch;

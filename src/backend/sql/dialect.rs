@@ -21,7 +21,8 @@ pub trait Dialect: Send + Sync + 'static {
     /// Opens the sequencer's write transaction.
     const BEGIN: &'static str = "BEGIN";
 
-    /// Deletes the log rows superseded by a change in `(:from, :to]`.
+    /// Deletes the rows of `{table}` (the log or the history, both keyed by key and revision)
+    /// that a change in `(:from, :to]` superseded: the key's older ones.
     const DELETE_SUPERSEDED: &'static str;
 
     /// The database's size on disk and the part of it in use, in bytes.
@@ -54,9 +55,22 @@ pub trait Dialect: Send + Sync + 'static {
         format!("ON CONFLICT ({conflict}) DO UPDATE SET {}", sets.join(", "))
     }
 
-    /// The log table under `alias`, told to use `index` where the planner would not pick it.
-    fn log_via(alias: &str, _index: &str) -> String {
-        format!("log {alias}")
+    /// Adds the new row's `column` to the existing row's on a conflict over `conflict`.
+    fn on_conflict_add(table: &str, conflict: &str, column: &str) -> String {
+        format!(
+            "ON CONFLICT ({conflict}) DO UPDATE SET {column} = {table}.{column} + excluded.{column}"
+        )
+    }
+
+    /// `table` under `alias`, told to use `index` where the planner would not pick it.
+    fn table_via(table: &str, alias: &str, _index: &str) -> String {
+        format!("{table} {alias}")
+    }
+
+    /// `column` as a condition compares it to filter the rows another index found, written so
+    /// that the planner does not take the column's own index instead.
+    fn filter_only(column: &str) -> String {
+        column.to_string()
     }
 
     /// A boolean parameter in an expression.

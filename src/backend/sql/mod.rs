@@ -15,6 +15,7 @@
 //! the write pool, which for SQLite is its own single connection (SQLite has one writer) and
 //! for the network databases is the read pool itself.
 
+mod counts;
 mod dialect;
 mod driver;
 mod multirow;
@@ -77,6 +78,24 @@ impl<D: Dialect> SqlBackend<D> {
     }
 }
 
+impl<D: Dialect> SqlBackend<D> {
+    /// Adds the counts of `closed` prefixes in the rebuild's transaction.
+    async fn flush_counts(
+        &self,
+        txn: &mut sqlx::Transaction<'static, D::Db>,
+        closed: Vec<(Bytes, i64)>,
+    ) -> Result<()> {
+        for (statement, chunk) in self.sql.add_counts.chunks(&closed) {
+            let mut arguments = Vec::with_capacity(chunk.len() * 2);
+            for (prefix, live) in chunk {
+                arguments.extend([Value::Bytes(prefix), Value::Int(*live)]);
+            }
+            D::Db::execute(txn, statement, &arguments).await?;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl<D: Dialect> Backend for SqlBackend<D> {
     async fn load_meta(&self) -> Result<Meta> {
@@ -134,11 +153,45 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         // Each row of the window is at or below the compacted revision, so it supersedes every
         // older row of its key, wherever that row lies; a tombstone there then says nothing a
         // missing row does not. Walking superseding rows visits each change once.
-        let superseded = D::Db::execute(&mut txn, &self.sql.compact_superseded, &window).await?;
+        let superseded = D::Db::execute(&mut txn, &self.sql.compact_superseded, &window).await?
+            + D::Db::execute(&mut txn, &self.sql.compact_history, &window).await?;
         let tombstones = D::Db::execute(&mut txn, &self.sql.compact_tombstones, &window).await?;
         D::Db::execute(&mut txn, &self.sql.save_compact_progress, &window).await?;
         txn.commit().await?;
         Ok(superseded + tombstones)
+    }
+
+    async fn ensure_counts(&self) -> Result<()> {
+        let mut txn = self.writes.begin_with(D::BEGIN).await?;
+        if D::SHARED {
+            // No other process writes (and moves the counters) while they are rebuilt.
+            D::Db::fetch_all(&mut txn, &self.sql.lock_revision, &[]).await?;
+        }
+        let ready = D::Db::fetch_all(&mut txn, &self.sql.counts_ready, &[]).await?;
+        if single_int::<D>(&ready)? != 0 {
+            return Ok(());
+        }
+        tracing::info!("counting the live keys under every prefix (once, after an upgrade)");
+        D::Db::execute(&mut txn, &self.sql.clear_counts, &[]).await?;
+        let mut counter = counts::PrefixCounter::default();
+        let mut after = Vec::new();
+        loop {
+            let page = [Value::Bytes(&after), Value::Int(counts::KEYS_PER_PAGE)];
+            let rows = D::Db::fetch_all(&mut txn, &self.sql.keys_after, &page).await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            let last = D::Db::bytes(last, 0)?;
+            for row in &rows {
+                counter.add(&D::Db::bytes(row, 0)?);
+            }
+            after = last;
+            self.flush_counts(&mut txn, counter.closed()).await?;
+        }
+        self.flush_counts(&mut txn, counter.finish()).await?;
+        D::Db::execute(&mut txn, &self.sql.set_counts_ready, &[]).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     async fn compact_progress(&self) -> Result<i64> {

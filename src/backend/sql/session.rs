@@ -14,7 +14,7 @@ use super::dialect::Dialect;
 use super::driver::{Driver as _, Value};
 use super::rows;
 use super::statements::{RangeArgs, Statements, limit_or_all};
-use crate::backend::{KeyRange, KvRead, LeaseRecord, LogRow, WriteTxn};
+use crate::backend::{BatchWrite, KeyRange, KvRead, LeaseRecord, WriteTxn};
 use crate::error::Result;
 use crate::metrics::timed;
 use crate::proto::KeyValue;
@@ -86,7 +86,11 @@ impl<D: Dialect, C: DerefMut<Target = Connection<D>> + Send> KvRead for Session<
             rev,
             ..RangeArgs::new(range)
         };
-        let count = &self.sql.range(range.end).count;
+        let statements = self.sql.range(range.end);
+        let count = match range.is_counted_prefix() {
+            true => &statements.prefix_count,
+            false => &statements.count,
+        };
         let rows = timed(
             "count",
             D::Db::fetch_all(&mut *self.conn, count, &args.values()),
@@ -94,6 +98,23 @@ impl<D: Dialect, C: DerefMut<Target = Connection<D>> + Send> KvRead for Session<
         .await?;
         single_int::<D>(&rows)
     }
+}
+
+/// The columns of key versions, `key, create_revision, mod_revision, version, lease, value`
+/// per version (as `current` and `history` both take them).
+fn version_arguments(versions: &[KeyValue]) -> Vec<Value<'_>> {
+    let mut arguments = Vec::with_capacity(versions.len() * 6);
+    for kv in versions {
+        arguments.extend([
+            Value::Bytes(&kv.key),
+            Value::Int(kv.create_revision),
+            Value::Int(kv.mod_revision),
+            Value::Int(kv.version),
+            Value::Int(kv.lease),
+            Value::Bytes(&kv.value),
+        ]);
+    }
+    arguments
 }
 
 /// The sequencer's write transaction.
@@ -116,41 +137,36 @@ impl<D: Dialect> WriteTxn for WriteSession<D> {
         Ok(found)
     }
 
-    async fn write(&mut self, log: &[LogRow], live: &[KeyValue], gone: &[Bytes]) -> Result<()> {
+    async fn write(&mut self, changes: &BatchWrite<'_>) -> Result<()> {
         let sql = &self.sql;
         let conn = &mut *self.conn;
-        for (statement, chunk) in sql.insert_log.chunks(log) {
-            let mut arguments = Vec::with_capacity(chunk.len() * 8);
+        for (statement, chunk) in sql.insert_log.chunks(changes.log) {
+            let mut arguments = Vec::with_capacity(chunk.len() * 4);
             for row in chunk {
                 arguments.extend([
                     Value::Int(row.kv.mod_revision),
                     Value::Int(row.sub),
                     Value::Bytes(&row.kv.key),
                     Value::Int(i64::from(row.deleted)),
-                    Value::Int(row.kv.create_revision),
-                    Value::Int(row.kv.version),
-                    Value::Int(row.kv.lease),
-                    Value::Bytes(&row.kv.value),
                 ]);
             }
             D::Db::execute(conn, statement, &arguments).await?;
         }
-        for (statement, chunk) in sql.upsert_current.chunks(live) {
-            let mut arguments = Vec::with_capacity(chunk.len() * 6);
-            for kv in chunk {
-                arguments.extend([
-                    Value::Bytes(&kv.key),
-                    Value::Int(kv.create_revision),
-                    Value::Int(kv.mod_revision),
-                    Value::Int(kv.version),
-                    Value::Int(kv.lease),
-                    Value::Bytes(&kv.value),
-                ]);
-            }
-            D::Db::execute(conn, statement, &arguments).await?;
+        for (statement, chunk) in sql.insert_history.chunks(changes.superseded) {
+            D::Db::execute(conn, statement, &version_arguments(chunk)).await?;
         }
-        for (statement, chunk) in sql.delete_current.chunks(gone) {
+        for (statement, chunk) in sql.upsert_current.chunks(changes.live) {
+            D::Db::execute(conn, statement, &version_arguments(chunk)).await?;
+        }
+        for (statement, chunk) in sql.delete_current.chunks(changes.gone) {
             let arguments: Vec<Value> = chunk.iter().map(|key| Value::Bytes(key)).collect();
+            D::Db::execute(conn, statement, &arguments).await?;
+        }
+        for (statement, chunk) in sql.add_counts.chunks(changes.counts) {
+            let mut arguments = Vec::with_capacity(chunk.len() * 2);
+            for (prefix, change) in chunk {
+                arguments.extend([Value::Bytes(prefix), Value::Int(*change)]);
+            }
             D::Db::execute(conn, statement, &arguments).await?;
         }
         Ok(())

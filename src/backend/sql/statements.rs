@@ -19,8 +19,10 @@ pub struct RangeStatements {
     /// `current` lists (at their version as of :rev), then those deleted since :rev and not
     /// alive now. The caller merges the two parts.
     pub page: Sql,
-    /// How many keys are alive at :rev.
+    /// How many keys are alive at :rev, from an index count of the range at the head.
     pub count: Sql,
+    /// The same from the live-key counter of the prefix :key (for `[P, P + 1)` ranges only).
+    pub prefix_count: Sql,
     /// The changes with revisions in `[:from, :to]`, in revision order, up to :limit, each with
     /// the key's previous live version when :prev is set.
     pub history: Sql,
@@ -35,14 +37,19 @@ fn key_condition(column: &str, end: &KeyEnd) -> String {
     }
 }
 
+/// The largest revision, as an upper bound that makes a scan by revision a bounded range.
+const MAX_REVISION: i64 = i64::MAX;
+
 impl RangeStatements {
     fn new<D: Dialect>(end: &KeyEnd) -> RangeStatements {
         let render = |template: &str| Sql::render(D::PLACEHOLDERS, D::KEY, template, &RANGE_NAMES);
         let c_keys = key_condition("c.@key", end);
         let d_keys = key_condition("d.@key", end);
+        let h_keys = key_condition("h.@key", end);
         let l_keys = key_condition("l.@key", end);
-        // The latest log row of `key` at or below :rev, looked up only when `guard` holds (a
-        // database would otherwise evaluate the lookup for every row scanned).
+        // The revision of `key`'s latest change at or below :rev, looked up only when `guard`
+        // holds (a database would otherwise evaluate it for every row scanned). Its version is
+        // in `history` unless that change was a deletion.
         let latest = |key: &str, guard: &str| {
             format!(
                 "(SELECT MAX(m.revision) FROM log m WHERE {guard} AND m.@key = {key} \
@@ -53,41 +60,56 @@ impl RangeStatements {
         let latest_g = latest("g.@key", "TRUE");
         // Tombstones after :rev: for a range, found through the index of tombstones by revision
         // (few, even while many keys change); for one key, through the key's own history.
-        let (tombstones, changes) = match end {
-            KeyEnd::Single => ("log d".to_string(), "log l".to_string()),
-            KeyEnd::Before(_) | KeyEnd::Unbounded => (
-                D::log_via("d", "log_tombstones"),
-                D::log_via("l", "log_by_revision"),
-            ),
+        let ranged = !matches!(end, KeyEnd::Single);
+        let via = |table: &str, alias: &str, index: &str| match ranged {
+            true => D::table_via(table, alias, index),
+            false => format!("{table} {alias}"),
         };
+        let tombstones = via("log", "d", "log_tombstones");
+        let changes = via("log", "l", "log_by_revision");
+        let changed_current = via("current", "c", "current_by_mod");
         // Keys deleted after :rev and not alive now: the only keys alive at :rev that `current`
-        // does not list. Where the dialect asks for it, the joins to `log` repeat the range's
-        // bounds on `l` although `l.key = c.key` implies them (see `Dialect::BOUNDED_JOINS`).
-        let l_bounds = match D::BOUNDED_JOINS {
-            true => format!("AND {l_keys}"),
+        // does not list. Where the dialect asks for it, the joins repeat the range's bounds on
+        // the joined table although the key equality implies them (`Dialect::BOUNDED_JOINS`).
+        let h_bounds = match D::BOUNDED_JOINS {
+            true => format!("AND {h_keys}"),
             false => String::new(),
         };
         let deleted_since = format!(
             "FROM (SELECT DISTINCT d.@key AS @key FROM {tombstones} \
-                   WHERE d.revision > :rev AND d.deleted = 1 AND {d_keys}) g \
-             JOIN log l ON l.@key = g.@key {l_bounds} AND l.revision = {latest_g} \
-             WHERE l.deleted = 0 AND NOT EXISTS (SELECT 1 FROM current c WHERE c.@key = g.@key)"
+                   WHERE d.revision > :rev AND d.revision <= {MAX_REVISION} AND d.deleted = 1 \
+                   AND {d_keys}) g \
+             JOIN history h ON h.@key = g.@key {h_bounds} AND h.revision = {latest_g} \
+             WHERE NOT EXISTS (SELECT 1 FROM current c WHERE c.@key = g.@key)"
         );
-        let pick = |column: &str, log_column: &str| {
-            format!("CASE WHEN c.mod_revision <= :rev THEN c.{column} ELSE l.{log_column} END")
+        let pick = |column: &str, history_column: &str| {
+            format!("CASE WHEN c.mod_revision <= :rev THEN c.{column} ELSE h.{history_column} END")
         };
+        // Counts at :rev start from the head's and correct for the keys changed since: less the
+        // live keys that were not alive at :rev, plus the deleted ones that were.
+        let corrections = format!(
+            " - (SELECT COUNT(*) FROM {changed_current} \
+                 WHERE c.mod_revision > :rev AND c.mod_revision <= {MAX_REVISION} AND {} \
+                 AND NOT EXISTS (SELECT 1 FROM history h WHERE h.@key = c.@key \
+                   AND h.revision = {latest_c})) \
+             + (SELECT COUNT(*) {deleted_since})",
+            match ranged {
+                true => key_condition(&D::filter_only("c.@key"), end),
+                false => c_keys.clone(),
+            }
+        );
         let with_prev = D::boolean(":prev");
         RangeStatements {
             page: render(&format!(
                 "SELECT * FROM (SELECT c.@key AS @key, {} AS create_revision, \
                    {} AS mod_revision, {} AS version, {} AS lease, {} AS value FROM current c \
-                 LEFT JOIN log l ON c.mod_revision > :rev AND l.@key = c.@key {l_bounds} \
-                   AND l.revision = {latest_c} \
-                 WHERE {c_keys} AND (c.mod_revision <= :rev OR l.deleted = 0) \
+                 LEFT JOIN history h ON c.mod_revision > :rev AND h.@key = c.@key {h_bounds} \
+                   AND h.revision = {latest_c} \
+                 WHERE {c_keys} AND (c.mod_revision <= :rev OR h.revision IS NOT NULL) \
                  ORDER BY c.@key LIMIT :limit) live \
                  UNION ALL \
-                 SELECT * FROM (SELECT l.@key AS @key, l.create_revision, l.revision, l.version, \
-                   l.lease, l.value {deleted_since} ORDER BY l.@key LIMIT :limit) gone",
+                 SELECT * FROM (SELECT h.@key AS @key, h.create_revision, h.revision, h.version, \
+                   h.lease, h.value {deleted_since} ORDER BY h.@key LIMIT :limit) gone",
                 pick("create_revision", "create_revision"),
                 pick("mod_revision", "revision"),
                 pick("version", "version"),
@@ -95,16 +117,23 @@ impl RangeStatements {
                 pick("value", "value"),
             )),
             count: render(&format!(
-                "SELECT (SELECT COUNT(*) FROM current c WHERE {c_keys} AND \
-                   (CASE WHEN c.mod_revision <= :rev THEN TRUE ELSE EXISTS (SELECT 1 FROM log l \
-                      WHERE l.@key = c.@key AND l.deleted = 0 AND l.revision = {latest_c}) END)) \
-                 + (SELECT COUNT(*) {deleted_since})"
+                "SELECT (SELECT COUNT(*) FROM current c WHERE {c_keys}){corrections}"
+            )),
+            prefix_count: render(&format!(
+                "SELECT COALESCE((SELECT live FROM counts WHERE prefix = :key), 0){corrections}"
             )),
             history: render(&format!(
-                "SELECT l.revision, l.@key, l.deleted, l.create_revision, l.version, l.lease, \
-                   l.value, p.create_revision, p.revision, p.version, p.lease, p.value \
-                 FROM {changes} LEFT JOIN log p ON {with_prev} AND p.@key = l.@key \
-                   AND p.deleted = 0 AND p.revision = (SELECT MAX(m.revision) FROM log m \
+                "SELECT l.revision, l.@key, l.deleted, \
+                   COALESCE(c.create_revision, h.create_revision), COALESCE(c.version, h.version), \
+                   COALESCE(c.lease, h.lease), COALESCE(c.value, h.value), \
+                   p.create_revision, p.revision, p.version, p.lease, p.value \
+                 FROM {changes} \
+                 LEFT JOIN current c ON l.deleted = 0 AND c.@key = l.@key \
+                   AND c.mod_revision = l.revision \
+                 LEFT JOIN history h ON l.deleted = 0 AND h.@key = l.@key \
+                   AND h.revision = l.revision \
+                 LEFT JOIN history p ON {with_prev} AND p.@key = l.@key \
+                   AND p.revision = (SELECT MAX(m.revision) FROM log m \
                      WHERE {with_prev} AND m.@key = l.@key AND m.revision < l.revision) \
                  WHERE l.revision >= :from AND l.revision <= :to AND {l_keys} \
                  ORDER BY l.revision, l.sub LIMIT :limit"
@@ -169,8 +198,18 @@ pub struct Statements {
     /// etcd's duplicate-key check) arrive merged, but an earlier flush of the same batch may
     /// have written the first of them: the later one replaces it.
     pub insert_log: MultiRow,
+    /// Keeps N replaced or deleted versions.
+    pub insert_history: MultiRow,
     pub upsert_current: MultiRow,
     pub delete_current: MultiRow,
+    /// Adds N (prefix, change) pairs to the live-key counters.
+    pub add_counts: MultiRow,
+    /// :key, :limit: the live keys after :key, in order (to rebuild the counters).
+    pub keys_after: Sql,
+    pub clear_counts: Sql,
+    /// Whether the counters are complete (0 while they must be rebuilt).
+    pub counts_ready: Sql,
+    pub set_counts_ready: Sql,
     /// :lease
     pub live_of_lease: Sql,
     /// :lease
@@ -198,9 +237,11 @@ pub struct Statements {
     pub latest_revisions: Sql,
     /// :rev, :compacted
     pub save_meta: Sql,
-    /// :from, :to: rows superseded by a change in (:from, :to], all at or below the compacted
-    /// revision.
+    /// :from, :to: log rows superseded by a change in (:from, :to], all at or below the
+    /// compacted revision.
     pub compact_superseded: Sql,
+    /// :from, :to: the versions those changes replaced.
+    pub compact_history: Sql,
     /// :from, :to: tombstones trail by one revision (a watch may start at the compacted
     /// revision and must see its deletions).
     pub compact_tombstones: Sql,
@@ -235,23 +276,32 @@ impl Statements {
             current_of_keys: multirow(1, &|keys| {
                 format!("SELECT {key}, {KV_COLUMNS} FROM current WHERE {key} IN ({keys})")
             }),
-            insert_log: multirow(8, &|rows| {
+            insert_log: multirow(4, &|rows| {
                 format!(
-                    "INSERT INTO log (revision, sub, {key}, deleted, create_revision, version, \
-                     lease, value) VALUES {rows} {}",
-                    D::on_conflict(
-                        &format!("{key}, revision"),
-                        &[
-                            "sub",
-                            "deleted",
-                            "create_revision",
-                            "version",
-                            "lease",
-                            "value"
-                        ]
-                    )
+                    "INSERT INTO log (revision, sub, {key}, deleted) VALUES {rows} {}",
+                    D::on_conflict(&format!("{key}, revision"), &["sub", "deleted"])
                 )
             }),
+            insert_history: multirow(6, &|rows| {
+                format!(
+                    "INSERT INTO history ({key}, create_revision, revision, version, lease, value) \
+                     VALUES {rows} {}",
+                    D::on_conflict(&format!("{key}, revision"), &[])
+                )
+            }),
+            add_counts: multirow(2, &|rows| {
+                format!(
+                    "INSERT INTO counts (prefix, live) VALUES {rows} {}",
+                    D::on_conflict_add("counts", "prefix", "live")
+                )
+            }),
+            keys_after: render(
+                "SELECT @key FROM current WHERE @key > :key ORDER BY @key LIMIT :limit",
+                &["key", "limit"],
+            ),
+            clear_counts: render("DELETE FROM counts", &[]),
+            counts_ready: render("SELECT value FROM meta WHERE name = 'counts_ready'", &[]),
+            set_counts_ready: render("UPDATE meta SET value = 1 WHERE name = 'counts_ready'", &[]),
             upsert_current: multirow(6, &|rows| {
                 format!(
                     "INSERT INTO current ({key}, {KV_COLUMNS}) VALUES {rows} {}",
@@ -321,7 +371,8 @@ impl Statements {
                  WHERE name IN ('revision', 'compacted')",
                 &["rev", "compacted"],
             ),
-            compact_superseded: compact(D::DELETE_SUPERSEDED),
+            compact_superseded: compact(&D::DELETE_SUPERSEDED.replace("{table}", "log")),
+            compact_history: compact(&D::DELETE_SUPERSEDED.replace("{table}", "history")),
             compact_tombstones: compact(
                 "DELETE FROM log WHERE revision >= :from AND revision < :to AND deleted = 1",
             ),
