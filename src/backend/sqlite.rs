@@ -22,10 +22,10 @@ const READ_POOL_SIZE: u32 = 8;
 
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`). Each connection has its
 /// own: the writer's holds the indexes a batch updates; readers stream pages the operating
-/// system caches anyway, so theirs stay small (eight readers at 32 MiB each held 256 MiB after
-/// a full list of 1M objects).
-const WRITER_CACHE_KIB: &str = "-32768";
-const READER_CACHE_KIB: &str = "-8192";
+/// system caches anyway and need only the B-trees' inner pages, so theirs stay small (eight
+/// readers at 32 MiB each held 256 MiB after a full list of 1M objects).
+const WRITER_CACHE_KIB: &str = "-16384";
+const READER_CACHE_KIB: &str = "-4096";
 
 /// How long a write waits for the writer connection (held by the sequencer or the compactor's
 /// short transactions) before its batch fails.

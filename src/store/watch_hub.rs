@@ -24,7 +24,7 @@ pub struct Revision {
 pub const DEFAULT_WINDOW_EVENTS: usize = 100_000;
 /// Bytes of keys and values kept in memory by default: with 1 KiB objects 100,000 events (and
 /// their previous versions) would hold over 200 MiB.
-pub const DEFAULT_WINDOW_BYTES: usize = 48 * 1024 * 1024;
+pub const DEFAULT_WINDOW_BYTES: usize = 32 * 1024 * 1024;
 
 pub struct WatchHub {
     window: Mutex<Window>,
