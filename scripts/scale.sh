@@ -9,7 +9,7 @@
 #   SIZES="1000000 5000000 10000000 20000000" PROBE=1000000 scripts/scale.sh [TARGET...]
 #   (default targets: sqlite postgres etcd)
 #
-# The probe resource (/registry/configmaps/, $PROBE objects) is written first; the rest of each
+# The probe resource (/registry/scale-probes/, $PROBE objects) is written first; the rest of each
 # size is Fleet-shaped objects (`bench load`, ten per simulated cluster). On PostgreSQL every
 # measurement is taken twice per size: right after the load, before any VACUUM or ANALYZE has
 # run (this machine's PostgreSQL has autovacuum off), with cases named *-unvacuumed, and after
@@ -22,7 +22,8 @@ source "$(dirname "$0")/lib.sh"
 
 SIZES="${SIZES:-1000000 5000000 10000000 20000000}"
 PROBE="${PROBE:-1000000}"
-PROBE_PREFIX=/registry/configmaps/
+# Its own resource: no Fleet object of `bench load` falls under it.
+PROBE_PREFIX=/registry/scale-probes/
 ETCD_BIN="${ETCD_BIN:-$("$ROOT/scripts/etcd35.sh")/etcd}"
 ETCD_QUOTA=$((8 * 1024 * 1024 * 1024))
 prepare scale sqlite postgres etcd -- "$@"

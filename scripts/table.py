@@ -93,7 +93,8 @@ def main(path, reference_target="etcd"):
     names = {"etcd": "etcd 3.4"}
     header = ["measurement"]
     for target in targets:
-        name = names.get(target, target if target == reference_target else f"etcdshim {target}")
+        shim = target != reference_target and not target.startswith("etcd")
+        name = names.get(target, f"etcdshim {target}" if shim else target)
         if has_reference and target != reference_target:
             name += f" (ratio to {names.get(reference_target, reference_target)})"
         header.append(name)

@@ -48,6 +48,9 @@ pub enum Error {
     InvalidEndpoint(String),
     #[error("etcdshim: the server is shutting down")]
     ShuttingDown,
+    /// Work that took longer than it may (the detail says which).
+    #[error("etcdshim: {0} timed out")]
+    Timeout(&'static str),
     #[error("etcdshim: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -75,6 +78,7 @@ impl Error {
             | Error::InvalidEndpoint(_) => Code::InvalidArgument,
             Error::Unsupported(_) => Code::Unimplemented,
             Error::Database(_) | Error::Unavailable | Error::ShuttingDown => Code::Unavailable,
+            Error::Timeout(_) => Code::DeadlineExceeded,
             Error::Migrate(_) | Error::Io(_) => Code::Internal,
         }
     }

@@ -1,8 +1,9 @@
 //! The `etcdshim` command: parses flags and runs the library's server until SIGINT or SIGTERM.
 
 use clap::Parser as _;
-use etcdshim::config::{Cli, Command, LogFormat};
+use etcdshim::config::{Cli, Command, LogFormat, MetricsAddress};
 use etcdshim::{Listener, Server};
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
@@ -18,11 +19,20 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Kine's --debug logs every statement too: sqlx traces them.
+    let level = if cli.serve.debug {
+        "info,etcdshim=trace,sqlx=trace"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match cli.serve.log_format {
-        LogFormat::Text => logs.init(),
+        LogFormat::Plain => logs.init(),
         LogFormat::Json => logs.json().init(),
+    }
+    for warning in cli.serve.warnings() {
+        tracing::warn!("{warning}");
     }
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.serve).await,
@@ -55,13 +65,18 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: &etcdshim::config::ServeArgs) -> etcdshim::Result<()> {
-    let server = Server::open(args.server_options()).await?;
+    let options = args.server_options();
+    let server = Server::open(options.clone()).await?;
     let listener = Listener::bind(&args.listen_address).await?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    if args.metrics_bind_address != "0" {
-        let metrics = tokio::net::TcpListener::bind(&args.metrics_bind_address).await?;
-        tracing::info!(address = %metrics.local_addr()?, "serving metrics at /metrics");
-        tokio::spawn(etcdshim::metrics::serve(metrics, async {
+    if let Some(metrics) = bind_metrics(args.metrics_address()).await? {
+        let tls = match (&options.tls, args.metrics_ignore_tls_config) {
+            (Some(files), false) => Some(etcdshim::metrics::tls_config(files).await?),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %metrics.local_addr()?, scheme, "serving metrics at /metrics");
+        tokio::spawn(etcdshim::metrics::serve(metrics, tls, async {
             let _ = metrics_stopped.await;
         }));
     }
@@ -76,4 +91,28 @@ async fn serve(args: &etcdshim::config::ServeArgs) -> etcdshim::Result<()> {
     let served = server.serve(listener, shutdown).await;
     let _ = stop_metrics.send(());
     served
+}
+
+/// The metrics listener: an address given on the command line must be bound, but when the
+/// default one is taken (another etcdshim on this machine has it) metrics are off, with a
+/// warning, so that several servers started with only --listen-address and --endpoint all
+/// serve.
+async fn bind_metrics(address: MetricsAddress) -> etcdshim::Result<Option<TcpListener>> {
+    match address {
+        MetricsAddress::Off => Ok(None),
+        MetricsAddress::Given(address) => match TcpListener::bind(&address).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(err) => Err(etcdshim::Error::Io(std::io::Error::new(
+                err.kind(),
+                format!("--metrics-bind-address {address}: {err}"),
+            ))),
+        },
+        MetricsAddress::Default(address) => match TcpListener::bind(&address).await {
+            Ok(listener) => Ok(Some(listener)),
+            Err(err) => {
+                tracing::warn!(%address, error = %err, "metrics are off: the default metrics address is taken; give --metrics-bind-address to choose one");
+                Ok(None)
+            }
+        },
+    }
 }

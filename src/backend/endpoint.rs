@@ -18,10 +18,12 @@ pub struct NetworkEndpoint {
     pub database: String,
 }
 
-/// The TLS mode to ask for when the endpoint names none: with a CA file, and without one.
+/// The TLS mode to ask for when the endpoint names none: with a CA file, without one, and
+/// when verification is skipped.
 pub struct TlsModes {
     pub verify: &'static str,
     pub plain: &'static str,
+    pub unverified: &'static str,
 }
 
 impl NetworkEndpoint {
@@ -68,14 +70,12 @@ impl DatabaseTls {
             // With a CA, verify everything. Without one, plain TCP, as Kine does: the drivers'
             // default ("prefer") tries TLS first, and its fallback connection was measured at a
             // tenth of the throughput (responses stalled ~40 ms).
-            params.push(
-                if self.ca_file.is_some() {
-                    modes.verify
-                } else {
-                    modes.plain
-                }
-                .to_string(),
-            );
+            let mode = match (self.skip_verify, self.ca_file.is_some()) {
+                (true, _) => modes.unverified,
+                (false, true) => modes.verify,
+                (false, false) => modes.plain,
+            };
+            params.push(mode.to_string());
         }
         if params.is_empty() {
             return url.to_string();
@@ -144,14 +144,8 @@ fn is_plain_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    const PG: TlsModes = TlsModes {
-        verify: "sslmode=verify-full",
-        plain: "sslmode=disable",
-    };
-    const MY: TlsModes = TlsModes {
-        verify: "ssl-mode=VERIFY_IDENTITY",
-        plain: "ssl-mode=DISABLED",
-    };
+    const PG: TlsModes = super::super::postgres::TLS_MODES;
+    const MY: TlsModes = super::super::mysql::TLS_MODES;
 
     #[test]
     fn kine_endpoints_become_urls_with_a_database() {
@@ -196,6 +190,7 @@ mod tests {
             ca_file: Some("/etc/ca.pem".into()),
             cert_file: Some("/etc/my cert.pem".into()),
             key_file: None,
+            skip_verify: false,
         };
         assert_eq!(
             tls.apply("postgres://u@h/db", PG),
@@ -212,6 +207,14 @@ mod tests {
         assert_eq!(
             DatabaseTls::default().apply("postgres://u@h/db?sslmode=require", PG),
             "postgres://u@h/db?sslmode=require"
+        );
+        let unverified = DatabaseTls {
+            skip_verify: true,
+            ..DatabaseTls::default()
+        };
+        assert_eq!(
+            unverified.apply("mysql://u@h/db", MY),
+            "mysql://u@h/db?ssl-mode=REQUIRED"
         );
     }
 }

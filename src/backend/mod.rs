@@ -9,11 +9,14 @@
 
 mod endpoint;
 mod mysql;
+mod options;
 mod postgres;
 mod sql;
 mod sqlite;
 
 use std::sync::Arc;
+
+pub use options::{DatabaseTls, DatastoreOptions};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -187,6 +190,9 @@ pub trait WriteTxn: KvRead {
     async fn delete_lease(&mut self, lease: i64) -> Result<()>;
     /// Persists the revision counter and the compacted revision.
     async fn save_meta(&mut self, revision: i64, compacted: i64) -> Result<()>;
+    /// Another bookkeeping value, by name.
+    async fn meta_value(&mut self, name: &'static str) -> Result<Option<i64>>;
+    async fn save_meta_value(&mut self, name: &'static str, value: i64) -> Result<()>;
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 
@@ -230,54 +236,14 @@ pub trait Backend: Send + Sync + 'static {
     async fn keys_of_lease(&self, lease: i64) -> Result<Vec<Bytes>>;
 }
 
-/// How to talk to the datastore (Kine's `--datastore-*`, `--ca-file`, `--cert-file`,
-/// `--key-file` and `--slow-sql-threshold` flags).
-#[derive(Clone, Debug)]
-pub struct DatastoreOptions {
-    /// PostgreSQL/MySQL: the most connections the pool opens.
-    pub max_open: u32,
-    /// PostgreSQL/MySQL: connections kept open while idle.
-    pub max_idle: u32,
-    /// PostgreSQL/MySQL: replace a connection after this long.
-    pub max_lifetime: Option<std::time::Duration>,
-    /// Statements slower than this are logged (as warnings, with the statement's text).
-    pub slow_sql_threshold: std::time::Duration,
-    /// PostgreSQL/MySQL: TLS to the database.
-    pub tls: DatabaseTls,
-}
-
-/// PEM files for TLS to PostgreSQL or MySQL. Unless the endpoint sets `sslmode` / `ssl-mode`,
-/// a CA file turns on verification of the database's certificate and host name, and without
-/// one the connection is plain TCP. A certificate and key authenticate etcdshim to the
-/// database.
-#[derive(Clone, Debug, Default)]
-pub struct DatabaseTls {
-    pub ca_file: Option<std::path::PathBuf>,
-    pub cert_file: Option<std::path::PathBuf>,
-    pub key_file: Option<std::path::PathBuf>,
-}
-
-impl Default for DatastoreOptions {
-    fn default() -> Self {
-        DatastoreOptions {
-            max_open: 16,
-            max_idle: 2,
-            max_lifetime: None,
-            slow_sql_threshold: std::time::Duration::from_secs(1),
-            tls: DatabaseTls::default(),
-        }
-    }
-}
-
 /// Opens the backend named by a Kine-style endpoint: `sqlite://PATH`,
 /// `postgres://user:pass@host:port/db?sslmode=...`, `mysql://user:pass@tcp(host:port)/db` or
 /// `mysql://user:pass@host:port/db`. A missing database is created.
 pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<Arc<dyn Backend>> {
+    crate::metrics::warn_of_sql_slower_than(options.slow_sql_warning_threshold);
     if let Some(path) = endpoint.strip_prefix("sqlite://") {
         let path = path.split('?').next().unwrap_or_default();
-        return Ok(Arc::new(
-            sqlite::open(path, options.slow_sql_threshold).await?,
-        ));
+        return Ok(Arc::new(sqlite::open(path, options).await?));
     }
     if endpoint.starts_with("postgres://") || endpoint.starts_with("postgresql://") {
         return Ok(Arc::new(postgres::open(endpoint, options).await?));

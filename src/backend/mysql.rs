@@ -7,10 +7,8 @@
 //! MySQL sends no notifications; the other processes find new revisions at their next poll.
 
 use std::str::FromStr as _;
-use std::time::Duration;
 
-use sqlx::ConnectOptions as _;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::mysql::MySqlConnectOptions;
 
 use super::DatastoreOptions;
 use super::endpoint::{NetworkEndpoint, TlsModes};
@@ -19,6 +17,13 @@ use super::sql::{Dialect, SqlBackend};
 use crate::error::Result;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/mysql");
+
+/// `ssl-mode` as the TLS options ask for it, unless the endpoint names one.
+pub const TLS_MODES: TlsModes = TlsModes {
+    verify: "ssl-mode=VERIFY_IDENTITY",
+    plain: "ssl-mode=DISABLED",
+    unverified: "ssl-mode=REQUIRED",
+};
 
 pub struct Mysql;
 
@@ -58,17 +63,10 @@ impl Dialect for Mysql {
 /// Connects to the database `endpoint` names (creating it if it is missing) and applies the
 /// migrations.
 pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBackend<Mysql>> {
-    let modes = TlsModes {
-        verify: "ssl-mode=VERIFY_IDENTITY",
-        plain: "ssl-mode=DISABLED",
-    };
-    let endpoint = NetworkEndpoint::parse(endpoint, "", &options.tls, modes)?;
+    let endpoint = NetworkEndpoint::parse(endpoint, "", &options.tls, TLS_MODES)?;
     create_database(&endpoint).await?;
-    let pool = MySqlPoolOptions::new()
-        .max_connections(options.max_open.max(2))
-        .min_connections(options.max_idle.min(options.max_open))
-        .max_lifetime(options.max_lifetime)
-        .acquire_timeout(Duration::from_secs(5))
+    let pool = options
+        .pool::<sqlx::MySql>()
         .after_connect(|conn, _| {
             Box::pin(async move {
                 sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -77,14 +75,39 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBacke
                 Ok(())
             })
         })
-        .connect_with(
-            MySqlConnectOptions::from_str(&endpoint.url)?
-                .log_statements(tracing::log::LevelFilter::Trace)
-                .log_slow_statements(tracing::log::LevelFilter::Warn, options.slow_sql_threshold),
-        )
+        .connect_with(options.logged(MySqlConnectOptions::from_str(&endpoint.url)?))
         .await?;
-    MIGRATOR.run(&pool).await?;
+    migrate(&pool, &endpoint.database).await?;
     Ok(SqlBackend::new(pool.clone(), pool, None))
+}
+
+/// How long a server waits for another one's migrations of the same database.
+const MIGRATION_WAIT_SECONDS: i64 = 3600;
+
+/// Applies the migrations, one server at a time. sqlx's own lock for this waits with
+/// `GET_LOCK(name, -1)`, which MariaDB answers with NULL at once instead of waiting: two servers
+/// started together on a new database then both applied the first migration, and one failed
+/// ("migration 1 is partially applied"). So a lock with a positive timeout is held around it.
+async fn migrate(pool: &sqlx::MySqlPool, database: &str) -> Result<()> {
+    let name = format!("etcdshim-migrations-{database}");
+    let mut holder = pool.acquire().await?;
+    let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+        .bind(&name)
+        .bind(MIGRATION_WAIT_SECONDS)
+        .fetch_one(&mut *holder)
+        .await?;
+    if locked != Some(1) {
+        return Err(sqlx::Error::Protocol(format!(
+            "another server kept the migrations lock of {database} for {MIGRATION_WAIT_SECONDS} s"
+        ))
+        .into());
+    }
+    let migrated = MIGRATOR.run(pool).await;
+    sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(&name)
+        .execute(&mut *holder)
+        .await?;
+    Ok(migrated?)
 }
 
 async fn create_database(endpoint: &NetworkEndpoint) -> Result<()> {

@@ -13,8 +13,7 @@ use std::str::FromStr as _;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use sqlx::ConnectOptions as _;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener};
 use tokio::sync::Notify;
 
 use super::DatastoreOptions;
@@ -24,6 +23,13 @@ use super::sql::{Dialect, SqlBackend};
 use crate::error::Result;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// `sslmode` as the TLS options ask for it, unless the endpoint names one.
+pub const TLS_MODES: TlsModes = TlsModes {
+    verify: "sslmode=verify-full",
+    plain: "sslmode=disable",
+    unverified: "sslmode=require",
+};
 
 /// The channel every commit that moves the revision notifies.
 const CHANGES_CHANNEL: &str = "etcdshim_changes";
@@ -61,25 +67,14 @@ impl Dialect for Postgres {
 /// Connects to the database `endpoint` names (creating it if it is missing) and applies the
 /// migrations.
 pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBackend<Postgres>> {
-    let modes = TlsModes {
-        verify: "sslmode=verify-full",
-        plain: "sslmode=disable",
-    };
-    let endpoint = NetworkEndpoint::parse(endpoint, "postgres", &options.tls, modes)?;
+    let endpoint = NetworkEndpoint::parse(endpoint, "postgres", &options.tls, TLS_MODES)?;
     create_database(&endpoint).await?;
     // Names this process's connections, and so its notifications.
     let name = format!("etcdshim-{:016x}", rand::random::<u64>());
-    let pool = PgPoolOptions::new()
-        .max_connections(options.max_open.max(2))
-        .min_connections(options.max_idle.min(options.max_open))
-        .max_lifetime(options.max_lifetime)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(
-            PgConnectOptions::from_str(&endpoint.url)?
-                .application_name(&name)
-                .log_statements(tracing::log::LevelFilter::Trace)
-                .log_slow_statements(tracing::log::LevelFilter::Warn, options.slow_sql_threshold),
-        )
+    let connect = PgConnectOptions::from_str(&endpoint.url)?.application_name(&name);
+    let pool = options
+        .pool::<sqlx::Postgres>()
+        .connect_with(options.logged(connect))
         .await?;
     MIGRATOR.run(&pool).await?;
     let changes = Arc::new(Notify::new());

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::DatastoreOptions;
 use super::sql::template::Placeholders;
 use super::sql::{Dialect, SqlBackend};
 use crate::error::{Error, Result};
@@ -57,8 +57,7 @@ impl Dialect for Sqlite {
 }
 
 /// Opens (creating if needed) the database file at `path` and applies the migrations.
-/// Statements slower than `slow_statement` are logged as warnings.
-pub async fn open(path: &str, slow_statement: Duration) -> Result<SqlBackend<Sqlite>> {
+pub async fn open(path: &str, options: &DatastoreOptions) -> Result<SqlBackend<Sqlite>> {
     if path.is_empty() {
         return Err(Error::InvalidEndpoint("sqlite:// needs a file path".into()));
     }
@@ -67,28 +66,27 @@ pub async fn open(path: &str, slow_statement: Duration) -> Result<SqlBackend<Sql
     {
         tokio::fs::create_dir_all(parent).await?;
     }
-    let options = SqliteConnectOptions::from_str("sqlite:")?
+    let connect = SqliteConnectOptions::from_str("sqlite:")?
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("temp_store", "memory")
-        .log_statements(tracing::log::LevelFilter::Trace)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, slow_statement);
+        .pragma("temp_store", "memory");
+    let connect = options.logged(connect);
     let writes = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
         .acquire_timeout(WRITER_WAIT)
         .idle_timeout(None)
         .max_lifetime(None)
-        .connect_with(options.clone().pragma("cache_size", WRITER_CACHE_KIB))
+        .connect_with(connect.clone().pragma("cache_size", WRITER_CACHE_KIB))
         .await?;
     MIGRATOR.run(&writes).await?;
     let reads = SqlitePoolOptions::new()
         .max_connections(READ_POOL_SIZE)
         .connect_with(
-            options
+            connect
                 .pragma("cache_size", READER_CACHE_KIB)
                 .pragma("query_only", "true"),
         )

@@ -21,7 +21,7 @@ use super::client::{self, Channel, MAX_MESSAGE, Streaming};
 use super::drive::drive;
 use super::objects::{self, CLUSTERS_PREFIX, PER_CLUSTER};
 use super::{BenchArgs, Recorder, Report};
-use crate::duration::parse_duration;
+use crate::duration::parse_interval;
 use crate::proto::mvccpb::event::EventType;
 use crate::proto::watch_client::WatchClient;
 use crate::proto::watch_request::RequestUnion;
@@ -42,7 +42,7 @@ pub struct FleetArgs {
     #[arg(long, default_value_t = 500)]
     pub page_size: i64,
     /// How long the manager watches before it drops its cache and reloads (list, then watch).
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_interval)]
     pub reload_every: Duration,
 }
 

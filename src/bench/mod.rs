@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::duration::parse_duration;
+use crate::duration::parse_interval;
 
 #[derive(Clone, Debug, Args)]
 pub struct BenchArgs {
@@ -55,7 +55,7 @@ pub struct BenchArgs {
     pub total: u64,
 
     /// Stop after this long even if --total is not reached (e.g. 30s).
-    #[arg(long, value_parser = parse_duration, global = true)]
+    #[arg(long, value_parser = parse_interval, global = true)]
     pub duration: Option<Duration>,
 
     /// Operations per second over all clients; 0 runs as fast as the server answers.

@@ -20,6 +20,19 @@ pub struct MaintenanceService {
     pub store: Store,
     /// The etcd version reported to clients (`--emulated-etcd-version`).
     pub version: String,
+    /// The datastore endpoint, to name its own backup tools where etcd would send a snapshot.
+    pub endpoint: String,
+}
+
+/// How to back up the datastore `endpoint` names, online.
+fn backup_advice(endpoint: &str) -> &'static str {
+    if endpoint.starts_with("sqlite://") {
+        "back up the SQLite file with sqlite3's .backup command (consistent while etcdshim writes)"
+    } else if endpoint.starts_with("mysql://") {
+        "back up the MySQL database with mysqldump --single-transaction"
+    } else {
+        "back up the PostgreSQL database with pg_dump or pg_basebackup"
+    }
 }
 
 fn unimplemented(what: &str) -> Status {
@@ -83,7 +96,10 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(unimplemented("Snapshot"))
+        Err(Status::unimplemented(format!(
+            "etcdshim: Maintenance.Snapshot is not supported: the data lives in the datastore; {}",
+            backup_advice(&self.endpoint)
+        )))
     }
 
     async fn move_leader(

@@ -1,6 +1,7 @@
 //! The gRPC layer: one file per etcd service, request validation, and [`Server`], which serves
 //! a store on a listener the caller binds, until a shutdown future completes.
 
+mod authority;
 mod cluster;
 mod grpc_metrics;
 mod kv;
@@ -24,7 +25,8 @@ use crate::proto::kv_server::KvServer;
 use crate::proto::lease_server::LeaseServer;
 use crate::proto::maintenance_server::MaintenanceServer;
 use crate::proto::watch_server::WatchServer;
-use crate::store::{DatastoreOptions, Store, StoreOptions};
+use crate::store::{Store, StoreOptions};
+use authority::AuthorityRepair;
 use cluster::ClusterService;
 use kv::KvService;
 use lease::LeaseService;
@@ -62,13 +64,8 @@ pub struct ServerOptions {
     pub emulated_etcd_version: String,
     /// How often watchers with `progress_notify` get a progress notification.
     pub watch_progress_notify_interval: Duration,
-    /// How many recent events the watch hub keeps in memory; watchers further behind read the
-    /// log.
-    pub watch_window_events: usize,
-    /// How to talk to the datastore: pool settings, slow-statement logging.
-    pub datastore: DatastoreOptions,
-    /// On a database shared with other servers: how often to look for their writes.
-    pub follow_interval: Duration,
+    /// The datastore's connections, the watch window, following other servers, compaction.
+    pub store: StoreOptions,
     /// Serve clients over TLS (and with a CA, demand client certificates signed by it).
     pub tls: Option<TlsFiles>,
     /// The most concurrent gRPC streams (requests and watch/keep-alive streams) per client
@@ -118,9 +115,7 @@ impl Default for ServerOptions {
             endpoint: "sqlite://./db/state.db".to_string(),
             emulated_etcd_version: DEFAULT_ETCD_VERSION.to_string(),
             watch_progress_notify_interval: DEFAULT_WATCH_PROGRESS_NOTIFY_INTERVAL,
-            watch_window_events: crate::store::watch_hub::DEFAULT_WINDOW_EVENTS,
-            datastore: DatastoreOptions::default(),
-            follow_interval: crate::store::DEFAULT_FOLLOW_INTERVAL,
+            store: StoreOptions::default(),
             tls: None,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_watches_per_stream: DEFAULT_MAX_WATCHES_PER_STREAM,
@@ -145,7 +140,7 @@ impl Listener {
             }
             return Ok(Listener::Unix(UnixListener::bind(&path)?, path));
         }
-        let address = address.strip_prefix("http://").unwrap_or(address);
+        let address = bindable(address.strip_prefix("http://").unwrap_or(address));
         Ok(Listener::Tcp(TcpListener::bind(address).await?))
     }
 
@@ -167,13 +162,7 @@ pub struct Server {
 impl Server {
     /// Opens the datastore named by `options.endpoint` (creating and migrating it as needed).
     pub async fn open(options: ServerOptions) -> Result<Server> {
-        let store_options = StoreOptions {
-            datastore: options.datastore.clone(),
-            watch_window_events: options.watch_window_events,
-            watch_window_bytes: crate::store::watch_hub::DEFAULT_WINDOW_BYTES,
-            follow_interval: options.follow_interval,
-        };
-        let store = Store::open(&options.endpoint, &store_options).await?;
+        let store = Store::open(&options.endpoint, &options.store).await?;
         Ok(Server { store, options })
     }
 
@@ -209,6 +198,7 @@ impl Server {
         let maintenance = MaintenanceServer::new(MaintenanceService {
             store: store.clone(),
             version: self.options.emulated_etcd_version.clone(),
+            endpoint: self.options.endpoint.clone(),
         });
         let watch = WatchServer::new(WatchService {
             store: store.clone(),
@@ -263,7 +253,7 @@ impl Server {
                     let incoming = TcpListenerStream::new(listener).map(|stream| {
                         stream.and_then(|stream| {
                             stream.set_nodelay(true)?;
-                            Ok(stream)
+                            Ok(AuthorityRepair::new(stream))
                         })
                     });
                     router
@@ -271,8 +261,10 @@ impl Server {
                         .await
                 }
                 Listener::Unix(listener, _) => {
+                    let incoming = UnixListenerStream::new(listener)
+                        .map(|stream| stream.map(AuthorityRepair::new));
                     router
-                        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                        .serve_with_incoming_shutdown(incoming, shutdown)
                         .await
                 }
             }
@@ -289,6 +281,24 @@ impl Server {
                 Ok(())
             }
         }
+    }
+}
+
+impl<S: tonic::transport::server::Connected> tonic::transport::server::Connected
+    for AuthorityRepair<S>
+{
+    type ConnectInfo = S::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.get_ref().connect_info()
+    }
+}
+
+/// Go's `:PORT` (every interface, as Kine's flags write it) as an address Rust binds.
+pub fn bindable(address: &str) -> String {
+    match address.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => address.to_string(),
     }
 }
 

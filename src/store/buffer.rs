@@ -213,6 +213,15 @@ impl WriteBuffer {
         timed("save_lease", self.txn.save_lease(lease)).await
     }
 
+    /// A bookkeeping value other than the revisions.
+    pub async fn meta_value(&mut self, name: &'static str) -> Result<Option<i64>> {
+        timed("meta", self.txn.meta_value(name)).await
+    }
+
+    pub async fn save_meta_value(&mut self, name: &'static str, value: i64) -> Result<()> {
+        timed("save_meta", self.txn.save_meta_value(name, value)).await
+    }
+
     pub async fn delete_lease(&mut self, lease: i64) -> Result<()> {
         timed("delete_lease", self.txn.delete_lease(lease)).await
     }

@@ -8,15 +8,16 @@ use tokio::sync::watch;
 use crate::backend::Backend;
 use crate::store::backoff::Backoff;
 
-/// Revisions removed per transaction.
-const WINDOW: i64 = 500;
-
 pub(crate) struct Compactor {
     pub backend: Arc<dyn Backend>,
     /// The newest compacted revision; closes when the store is gone.
     pub target: watch::Receiver<i64>,
     /// The revision up to which history is physically removed.
     pub progress: watch::Sender<i64>,
+    /// Revisions whose history one transaction removes.
+    pub window: i64,
+    /// How long one transaction may take before it is abandoned (and retried).
+    pub timeout: std::time::Duration,
 }
 
 impl Compactor {
@@ -26,10 +27,14 @@ impl Compactor {
         loop {
             let compacted = *self.target.borrow_and_update();
             while done < compacted {
-                let up_to = (done + WINDOW).min(compacted);
-                match crate::metrics::timed("compact", self.backend.compact_window(done, up_to))
-                    .await
-                {
+                let up_to = (done + self.window).min(compacted);
+                let window = self.backend.compact_window(done, up_to);
+                let window = tokio::time::timeout(self.timeout, window);
+                let outcome = match crate::metrics::timed("compact", window).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(crate::error::Error::Timeout("a compaction transaction")),
+                };
+                match outcome {
                     Ok(removed) => {
                         backoff.reset();
                         tracing::debug!(up_to, removed, "compacted history");

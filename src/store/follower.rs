@@ -15,10 +15,9 @@ use crate::store::backoff::Backoff;
 use crate::store::history::{read_page, revision_of};
 use crate::store::{Store, WeakStore};
 
-/// Log rows read per query.
-const PAGE: i64 = 1000;
-
-pub(crate) async fn follow(store: WeakStore, interval: Duration) {
+/// Follows the other processes' writes every `interval` (and on their notifications), reading
+/// about `batch` log rows per query.
+pub(crate) async fn follow(store: WeakStore, interval: Duration, batch: i64) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let changes = store.upgrade().and_then(|s| s.backend().change_signal());
@@ -38,14 +37,14 @@ pub(crate) async fn follow(store: WeakStore, interval: Duration) {
         let Some(store) = store.upgrade() else {
             return;
         };
-        match catch_up(&store).await {
+        match catch_up(&store, batch).await {
             Ok(()) => backoff.reset(),
             Err(err) => backoff.fail("follower", &err).await,
         }
     }
 }
 
-async fn catch_up(store: &Store) -> Result<()> {
+async fn catch_up(store: &Store, batch: i64) -> Result<()> {
     let backend = store.backend();
     if let Some((head, compacted)) = timed("latest_revision", backend.latest_revisions()).await? {
         store.shared.revisions.publish(head, compacted);
@@ -58,7 +57,7 @@ async fn catch_up(store: &Store) -> Result<()> {
             return Ok(());
         }
         let everything = KeyRange::new(b"\0", &KeyEnd::Unbounded);
-        let (events, _) = read_page(&**backend, everything, (from, i64::MAX), PAGE, true).await?;
+        let (events, _) = read_page(&**backend, everything, (from, i64::MAX), batch, true).await?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else {
             return Ok(());
         };

@@ -6,19 +6,23 @@
 //! compactor's).
 
 mod apply;
+mod auto_compact;
 mod backoff;
 mod buffer;
 mod compactor;
 mod follower;
 mod history;
 mod lease;
+mod options;
 mod range;
 pub mod watch_hub;
 pub mod watcher;
 mod writer;
 
 pub use crate::backend::{DatabaseTls, DatastoreOptions};
+
 pub use lease::{MAX_LEASE_TTL, now_ms};
+pub use options::{CompactionOptions, DEFAULT_FOLLOW_INTERVAL, StoreOptions};
 pub use writer::{MAX_BATCH, WriterStatsSnapshot};
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,34 +39,6 @@ use crate::proto::{
 use compactor::Compactor;
 use watch_hub::WatchHub;
 use writer::{WriteOp, WriteOutcome, WriteRequest, Writer, WriterStats};
-
-/// How often a process sharing its database with others looks for their writes, by default.
-pub const DEFAULT_FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// How a store keeps its data and serves watchers.
-#[derive(Clone, Debug)]
-pub struct StoreOptions {
-    /// How to talk to the datastore: pools, TLS, slow-statement logging.
-    pub datastore: DatastoreOptions,
-    /// How many recent events, and bytes of their keys and values, the watch hub keeps in
-    /// memory at most; watchers further behind read the log.
-    pub watch_window_events: usize,
-    pub watch_window_bytes: usize,
-    /// On a database shared with other processes: how often to look for their writes
-    /// (PostgreSQL also wakes this process at once when another commits).
-    pub follow_interval: std::time::Duration,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            datastore: DatastoreOptions::default(),
-            watch_window_events: watch_hub::DEFAULT_WINDOW_EVENTS,
-            watch_window_bytes: watch_hub::DEFAULT_WINDOW_BYTES,
-            follow_interval: DEFAULT_FOLLOW_INTERVAL,
-        }
-    }
-}
 
 /// etcd's raft term is meaningless here; a single constant keeps clients that display it calm.
 pub const RAFT_TERM: u64 = 1;
@@ -115,6 +91,7 @@ struct Shared {
     writer_stats: Arc<WriterStats>,
     /// Closed once the sequencer has stopped.
     writer_running: watch::Receiver<()>,
+    auto_compactions: std::sync::atomic::AtomicU64,
     cluster_id: u64,
     member_id: u64,
 }
@@ -162,6 +139,8 @@ impl Store {
                 backend: backend.clone(),
                 target,
                 progress: progress_sender,
+                window: options.compaction.batch_revisions.max(1),
+                timeout: options.compaction.timeout,
             }
             .run(),
         );
@@ -177,13 +156,16 @@ impl Store {
                 compact_progress,
                 writer_stats,
                 writer_running,
+                auto_compactions: Default::default(),
                 cluster_id: meta.cluster_id,
                 member_id: meta.member_id,
             }),
         };
         tokio::spawn(lease::expire_leases(store.downgrade()));
+        tokio::spawn(auto_compact::run(store.downgrade(), options.compaction));
         if shared_database {
-            tokio::spawn(follower::follow(store.downgrade(), options.follow_interval));
+            let (interval, batch) = (options.follow_interval, options.follow_batch.max(1));
+            tokio::spawn(follower::follow(store.downgrade(), interval, batch));
         }
         Ok(store)
     }
@@ -232,6 +214,15 @@ impl Store {
 
     pub fn writer_stats(&self) -> WriterStatsSnapshot {
         self.shared.writer_stats.snapshot()
+    }
+
+    /// How many automatic compactions this store made (other servers' not counted).
+    pub fn auto_compactions(&self) -> u64 {
+        self.shared.auto_compactions.load(Ordering::Relaxed)
+    }
+
+    fn count_auto_compaction(&self) {
+        self.shared.auto_compactions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A response header at `revision`.

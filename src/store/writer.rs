@@ -30,7 +30,16 @@ pub(crate) enum WriteOp {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(i64),
-    LeaseGrant { id: i64, ttl: i64 },
+    /// Compact to the head minus `retain`, unless any server did within the last
+    /// `min_gap_ms` (see `auto_compact`).
+    AutoCompact {
+        retain: i64,
+        min_gap_ms: i64,
+    },
+    LeaseGrant {
+        id: i64,
+        ttl: i64,
+    },
     LeaseRevoke(i64),
     LeaseKeepAlive(i64),
     LeaseExpire(i64),
@@ -42,6 +51,8 @@ pub(crate) enum WriteOutcome {
     Txn(TxnResponse),
     /// Compaction recorded; the revision the store was at.
     Compact(i64),
+    /// The revision compacted to, if it was this server's turn and there was history to drop.
+    AutoCompacted(Option<i64>),
     LeaseGranted(LeaseRecord),
     LeaseRevoked,
     /// The lease's TTL, or `None` for an unknown lease.
@@ -182,6 +193,11 @@ impl Writer {
                 WriteOp::Compact(revision) => {
                     compact(*revision, head, &mut compacted).map(|()| WriteOutcome::Compact(head))
                 }
+                WriteOp::AutoCompact { retain, min_gap_ms } => {
+                    auto_compact(apply.buffer, head, &mut compacted, *retain, *min_gap_ms)
+                        .await
+                        .map(WriteOutcome::AutoCompacted)
+                }
                 WriteOp::LeaseGrant { id, ttl } => apply
                     .lease_grant(*id, *ttl)
                     .await
@@ -217,6 +233,34 @@ impl Writer {
             compacted,
         })
     }
+}
+
+/// Name of the bookkeeping row holding when a server last compacted automatically.
+const AUTO_COMPACTED_AT: &str = "auto_compacted_ms";
+
+/// Compacts to `head - retain` unless there is nothing to drop or a server (this one or
+/// another on the same database) did so within the last `min_gap_ms`. The time is read and
+/// written in the batch's transaction, under the revision lock on shared databases.
+async fn auto_compact(
+    buffer: &mut WriteBuffer,
+    head: i64,
+    compacted: &mut i64,
+    retain: i64,
+    min_gap_ms: i64,
+) -> Result<Option<i64>> {
+    let target = head - retain.max(0);
+    if target <= *compacted {
+        return Ok(None);
+    }
+    let now = crate::store::now_ms();
+    if let Some(last) = buffer.meta_value(AUTO_COMPACTED_AT).await?
+        && now.saturating_sub(last) < min_gap_ms
+    {
+        return Ok(None);
+    }
+    buffer.save_meta_value(AUTO_COMPACTED_AT, now).await?;
+    *compacted = target;
+    Ok(Some(target))
 }
 
 /// etcd's rules for a compaction request.

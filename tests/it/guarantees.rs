@@ -143,7 +143,10 @@ crate::on_every_backend! {
     async fn watch_guarantees_under_concurrent_writes_and_compaction() {
         // A small window makes watchers read the log while compaction removes history under it.
         let server = TestServer::start_with(ServerOptions {
-            watch_window_events: 200,
+            store: etcdshim::store::StoreOptions {
+                watch_window_events: 200,
+                ..Default::default()
+            },
             ..ServerOptions::default()
         })
         .await;

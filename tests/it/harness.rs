@@ -336,6 +336,24 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// A tool of etcd 3.5.16 (`scripts/etcd35.sh` puts them in a folder; ETCDSHIM_TEST_ETCD35 names
+/// it). Under CI=true its absence fails the run; elsewhere the test says loudly that it did not
+/// run.
+pub fn require_etcd35(name: &str) -> Option<PathBuf> {
+    let folder = std::env::var_os("ETCDSHIM_TEST_ETCD35").map(PathBuf::from);
+    let found = folder.map(|f| f.join(name)).filter(|path| path.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "etcd 3.5.16's {name} is missing: run scripts/etcd35.sh and set ETCDSHIM_TEST_ETCD35 to the folder it prints; CI requires it"
+        );
+        eprintln!(
+            "SKIPPED: etcd 3.5.16's {name}: run scripts/etcd35.sh and set ETCDSHIM_TEST_ETCD35 to the folder it prints"
+        );
+    }
+    found
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

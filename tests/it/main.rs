@@ -10,6 +10,7 @@ mod differential;
 mod etcdctl;
 mod guarantees;
 mod harness;
+mod kine;
 mod kube;
 mod kv;
 mod lease;

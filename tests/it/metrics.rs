@@ -70,7 +70,7 @@ async fn metrics_endpoint_reports_requests_sql_sequencer_watches_compaction_and_
         .expect("bind");
     let address = listener.local_addr().expect("address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(etcdshim::metrics::serve(listener, async {
+    let serving = tokio::spawn(etcdshim::metrics::serve(listener, None, async {
         let _ = stopped.await;
     }));
     let text = scrape(address).await;

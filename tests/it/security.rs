@@ -180,7 +180,7 @@ async fn health_and_reflection_services() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_postgres_verifies_the_database_certificate() {
     use crate::servers::{PrivatePostgres, postgres_bin};
-    use etcdshim::store::{DatabaseTls, DatastoreOptions};
+    use etcdshim::store::{DatabaseTls, DatastoreOptions, StoreOptions};
 
     let Some(bin) = postgres_bin() else { return };
     let dir = tempfile::tempdir().expect("dir");
@@ -189,12 +189,15 @@ async fn tls_to_postgres_verifies_the_database_certificate() {
     let postgres = PrivatePostgres::new(bin, Some((&database.cert, &database.key)));
     let options = |ca: &str, name: &str| ServerOptions {
         endpoint: format!("postgres://postgres@localhost:{}/kubernetes", postgres.port),
-        datastore: DatastoreOptions {
-            tls: DatabaseTls {
-                ca_file: Some(write(dir.path(), name, ca)),
-                ..DatabaseTls::default()
+        store: StoreOptions {
+            datastore: DatastoreOptions {
+                tls: DatabaseTls {
+                    ca_file: Some(write(dir.path(), name, ca)),
+                    ..DatabaseTls::default()
+                },
+                ..DatastoreOptions::default()
             },
-            ..DatastoreOptions::default()
+            ..StoreOptions::default()
         },
         ..ServerOptions::default()
     };

@@ -203,7 +203,10 @@ async fn several_servers_on_mariadb() {
 async fn postgres_servers_wake_each_other_on_commit() {
     on_backend(Backend::Postgres, async {
         let rarely = ServerOptions {
-            follow_interval: Duration::from_secs(3600),
+            store: etcdshim::store::StoreOptions {
+                follow_interval: Duration::from_secs(3600),
+                ..Default::default()
+            },
             ..ServerOptions::default()
         };
         let writer = TestServer::start_with(rarely).await;

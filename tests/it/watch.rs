@@ -499,7 +499,10 @@ crate::on_every_backend! {
     async fn a_slow_watcher_falls_behind_and_catches_up_from_the_log() {
         // A window of 100 events: the watcher that does not read soon needs the log.
         let server = TestServer::start_with(ServerOptions {
-            watch_window_events: 100,
+            store: etcdshim::store::StoreOptions {
+                watch_window_events: 100,
+                ..Default::default()
+            },
             ..ServerOptions::default()
         })
         .await;

@@ -22,6 +22,7 @@ pub enum Value<'a> {
     Int(i64),
     Bytes(&'a [u8]),
     Bool(bool),
+    Text(&'a str),
 }
 
 pub trait Driver: Database {
@@ -58,6 +59,7 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
 {
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.text.clone()));
     for &index in &sql.binds {
@@ -72,6 +74,7 @@ where
             Value::Int(value) => query.bind(value),
             Value::Bytes(value) => query.bind(value),
             Value::Bool(value) => query.bind(value),
+            Value::Text(value) => query.bind(value),
         };
     }
     Ok(query)
@@ -88,6 +91,7 @@ where
     for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> String: Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
     DB::QueryResult: RowsAffected,
 {

@@ -213,6 +213,18 @@ impl<D: Dialect> WriteTxn for WriteSession<D> {
         Ok(())
     }
 
+    async fn meta_value(&mut self, name: &'static str) -> Result<Option<i64>> {
+        let rows =
+            D::Db::fetch_all(&mut *self.conn, &self.sql.meta_value, &[Value::Text(name)]).await?;
+        rows.first().map(|row| Ok(D::Db::int(row, 0)?)).transpose()
+    }
+
+    async fn save_meta_value(&mut self, name: &'static str, value: i64) -> Result<()> {
+        let arguments = [Value::Text(name), Value::Int(value)];
+        D::Db::execute(&mut *self.conn, &self.sql.save_meta_value, &arguments).await?;
+        Ok(())
+    }
+
     async fn commit(self: Box<Self>) -> Result<()> {
         self.conn.commit().await?;
         Ok(())

@@ -237,6 +237,10 @@ pub struct Statements {
     pub latest_revisions: Sql,
     /// :rev, :compacted
     pub save_meta: Sql,
+    /// :name
+    pub meta_value: Sql,
+    /// :name, :value
+    pub save_meta_value: Sql,
     /// :from, :to: log rows superseded by a change in (:from, :to], all at or below the
     /// compacted revision.
     pub compact_superseded: Sql,
@@ -370,6 +374,14 @@ impl Statements {
                 "UPDATE meta SET value = CASE name WHEN 'revision' THEN :rev ELSE :compacted END \
                  WHERE name IN ('revision', 'compacted')",
                 &["rev", "compacted"],
+            ),
+            meta_value: render("SELECT value FROM meta WHERE name = :name", &["name"]),
+            save_meta_value: render(
+                &format!(
+                    "INSERT INTO meta (name, value) VALUES (:name, :value) {}",
+                    D::on_conflict("name", &["value"])
+                ),
+                &["name", "value"],
             ),
             compact_superseded: compact(&D::DELETE_SUPERSEDED.replace("{table}", "log")),
             compact_history: compact(&D::DELETE_SUPERSEDED.replace("{table}", "history")),

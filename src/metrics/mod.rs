@@ -6,13 +6,17 @@
 
 use std::future::Future;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use tokio::net::TcpListener;
+
+mod http;
+
+pub use http::{serve, tls_config};
 
 pub struct Metrics {
     registry: Registry,
@@ -144,11 +148,30 @@ pub fn observe_sql(name: &str, elapsed: Duration) {
         .observe(elapsed.as_secs_f64());
 }
 
+/// Statements (or groups of them) slower than this many nanoseconds are logged as warnings;
+/// 0: none are. Process-wide, like the metrics.
+static SLOW_SQL_WARNING_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// Logs a warning for every statement slower than `threshold` from now on (zero: none).
+pub fn warn_of_sql_slower_than(threshold: Duration) {
+    let nanos = u64::try_from(threshold.as_nanos()).unwrap_or(u64::MAX);
+    SLOW_SQL_WARNING_NANOS.store(nanos, Ordering::Relaxed);
+}
+
 /// Times `work` as the SQL statement `name`.
 pub async fn timed<T>(name: &str, work: impl Future<Output = T>) -> T {
     let started = Instant::now();
     let result = work.await;
-    observe_sql(name, started.elapsed());
+    let elapsed = started.elapsed();
+    observe_sql(name, elapsed);
+    let warn_after = SLOW_SQL_WARNING_NANOS.load(Ordering::Relaxed);
+    if warn_after > 0 && elapsed.as_nanos() > u128::from(warn_after) {
+        tracing::warn!(
+            statement = name,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "slow SQL"
+        );
+    }
     result
 }
 
@@ -159,15 +182,4 @@ pub fn render() -> String {
         tracing::error!(error = %err, "encoding metrics failed");
     }
     String::from_utf8_lossy(&buffer).into_owned()
-}
-
-/// Serves `GET /metrics` on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { render() }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, when it is missing: Debian's protobuf-compiler (the
+# etcd-client test dependency compiles etcd's protos with protoc), etcd-server and etcd-client
+# (etcd 3.4.23 and etcdctl, the references the tests compare against) and postgresql (initdb and
+# pg_ctl, for the test that stops a private PostgreSQL); Python's grpcio (a client that sends a
+# percent-encoded :authority); and etcd 3.5.16 (scripts/etcd35.sh, into /tmp/etcd35).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v etcdctl >/dev/null || missing+=(etcd-client)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+python3 -c 'import grpc' 2>/dev/null || python3 -m pip install -q grpcio
+scripts/etcd35.sh /tmp/etcd35 >/dev/null
