@@ -216,3 +216,87 @@ async fn tls_to_postgres_verifies_the_database_certificate() {
         "a database certificate from an unknown CA was accepted"
     );
 }
+
+/// With the API served over TLS, metrics are served over HTTPS with the same certificate (and,
+/// with a client CA, only to clients it signed), as Kine serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_over_tls_with_the_api_certificate() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let authority = ca();
+    let server = issue(&authority, &["localhost"]);
+    let client = issue(&authority, &["client"]);
+    let files = TlsFiles {
+        cert: write(dir.path(), "server.pem", &server.cert),
+        key: write(dir.path(), "server-key.pem", &server.key),
+        client_ca: Some(write(dir.path(), "client-ca.pem", &server.ca)),
+    };
+    let config = etcdshim::metrics::tls_config(&files)
+        .await
+        .expect("TLS config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(etcdshim::metrics::serve(listener, Some(config), async {
+        let _ = stopped.await;
+    }));
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let scrape = |identity: Option<&Pki>| {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(server.ca.as_bytes()).expect("CA"))
+            .expect("root");
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots);
+        let config = match identity {
+            Some(pki) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from_pem_slice(pki.cert.as_bytes()).expect("cert")],
+                    PrivateKeyDer::from_pem_slice(pki.key.as_bytes()).expect("key"),
+                )
+                .expect("client identity"),
+            None => builder.with_no_client_auth(),
+        };
+        async move {
+            let tcp = tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect");
+            let name = ServerName::try_from("localhost").expect("name");
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let mut tls = connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| e.to_string())?;
+            tls.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut reply = String::new();
+            tls.read_to_string(&mut reply)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<String, String>(reply)
+        }
+    };
+    let reply = scrape(Some(&client))
+        .await
+        .expect("a scrape with a client certificate");
+    assert!(
+        reply.starts_with("HTTP/1.1 200") && reply.contains("etcdshim_"),
+        "{reply}"
+    );
+    assert!(
+        scrape(None).await.is_err(),
+        "a client without a certificate was served"
+    );
+    let _ = stop.send(());
+    serving.await.expect("join").expect("served");
+}
