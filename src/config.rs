@@ -25,6 +25,9 @@ pub enum Command {
     Serve,
     /// Measure any etcd v3 endpoint (etcd, etcdshim, or another shim).
     Bench(crate::bench::BenchArgs),
+    /// Copy a Kine database or an etcd endpoint into the empty datastore --endpoint names,
+    /// keeping every key's revisions, version and lease.
+    Import(crate::importer::ImportArgs),
 }
 
 /// The serving flags: Kine's whole command line (k3s-io/kine `pkg/app/app.go`) with Kine's

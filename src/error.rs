@@ -48,6 +48,9 @@ pub enum Error {
     InvalidEndpoint(String),
     #[error("etcdshim: the server is shutting down")]
     ShuttingDown,
+    /// An import that cannot go on (the detail says why).
+    #[error("etcdshim import: {0}")]
+    Import(String),
     /// Work that took longer than it may (the detail says which).
     #[error("etcdshim: {0} timed out")]
     Timeout(&'static str),
@@ -79,6 +82,7 @@ impl Error {
             Error::Unsupported(_) => Code::Unimplemented,
             Error::Database(_) | Error::Unavailable | Error::ShuttingDown => Code::Unavailable,
             Error::Timeout(_) => Code::DeadlineExceeded,
+            Error::Import(_) => Code::FailedPrecondition,
             Error::Migrate(_) | Error::Io(_) => Code::Internal,
         }
     }

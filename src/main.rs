@@ -26,7 +26,11 @@ async fn main() -> std::process::ExitCode {
         "info"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colors only on a terminal: log files and journald get plain text.
+    let colored = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colored);
     match cli.serve.log_format {
         LogFormat::Plain => logs.init(),
         LogFormat::Json => logs.json().init(),
@@ -36,6 +40,19 @@ async fn main() -> std::process::ExitCode {
     }
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.serve).await,
+        Command::Import(args) => {
+            let datastore = cli.serve.server_options().store.datastore;
+            etcdshim::importer::run(&args.source, &cli.serve.endpoint, &datastore)
+                .await
+                .map(|imported| {
+                    tracing::info!(
+                        keys = imported.keys,
+                        leases = imported.leases,
+                        revision = imported.head,
+                        "imported; serve the datastore to go on from this revision"
+                    )
+                })
+        }
         Command::Bench(args) => match etcdshim::bench::run(&args).await {
             Ok(reports) => {
                 for report in &reports {

@@ -196,6 +196,36 @@ pub trait WriteTxn: KvRead {
     async fn commit(self: Box<Self>) -> Result<()>;
 }
 
+/// The latest row of one key in a Kine database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KineRow {
+    pub name: String,
+    /// The row's revision.
+    pub id: i64,
+    pub created: bool,
+    pub deleted: bool,
+    /// The revision that created the key (0 on the creating row itself).
+    pub create_revision: i64,
+    /// Kine's lease: the key's TTL in seconds (0: none).
+    pub lease: i64,
+    pub value: Vec<u8>,
+    /// The rows of the key's current life still in the table (its version, unless compaction
+    /// removed some).
+    pub rows_alive: i64,
+}
+
+/// A Kine database being read.
+#[async_trait]
+pub trait KineRows: Send {
+    /// Kine's newest revision and the revision it compacted to.
+    async fn revisions(&mut self) -> Result<(i64, i64)>;
+    /// How many keys are alive (for progress).
+    async fn live_keys(&mut self) -> Result<i64>;
+    /// The latest rows of the next `limit` keys after `after`, in key order; deleted keys and
+    /// Kine's bookkeeping included.
+    async fn page(&mut self, after: &str, limit: i64) -> Result<Vec<KineRow>>;
+}
+
 /// A database that holds an etcd key space.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -214,6 +244,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Rebuilds the live-key counters from the live keys if they are not known to be complete
     /// (a database made by an older etcdshim, or imported); a no-op once they are.
     async fn ensure_counts(&self) -> Result<()>;
+    /// Empties the datastore: every key, its history, every lease, and the revisions back to
+    /// the start (after a failed import).
+    async fn discard_everything(&self) -> Result<()>;
     /// For a database shared by several processes: its newest revision and compacted revision,
     /// which other processes may have moved. `None` when this process is the only writer.
     async fn latest_revisions(&self) -> Result<Option<(i64, i64)>> {
@@ -251,9 +284,40 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<Arc<dyn 
     if endpoint.starts_with("mysql://") {
         return Ok(Arc::new(mysql::open(endpoint, options).await?));
     }
-    Err(Error::InvalidEndpoint(
+    Err(unknown_endpoint())
+}
+
+fn unknown_endpoint() -> Error {
+    Error::InvalidEndpoint(
         "expected sqlite://PATH, postgres://USER:PASS@HOST:PORT/DB or mysql://USER:PASS@tcp(HOST:PORT)/DB".into(),
-    ))
+    )
+}
+
+/// Opens the Kine database an endpoint in Kine's forms names, to read its `table`; nothing is
+/// created or migrated there.
+pub async fn open_kine(
+    endpoint: &str,
+    options: &DatastoreOptions,
+    table: &str,
+) -> Result<Box<dyn KineRows>> {
+    if let Some(path) = endpoint.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or_default();
+        return Ok(Box::new(sql::KineSource::<sqlite::Sqlite>::new(
+            sqlite::read_only(path).await?,
+            table,
+        )?));
+    }
+    if endpoint.starts_with("postgres://") || endpoint.starts_with("postgresql://") {
+        let pool = postgres::existing(endpoint, options).await?;
+        return Ok(Box::new(sql::KineSource::<postgres::Postgres>::new(
+            pool, table,
+        )?));
+    }
+    if endpoint.starts_with("mysql://") {
+        let pool = mysql::existing(endpoint, options).await?;
+        return Ok(Box::new(sql::KineSource::<mysql::Mysql>::new(pool, table)?));
+    }
+    Err(unknown_endpoint())
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ impl Dialect for Mysql {
         FROM information_schema.tables WHERE table_schema = DATABASE()";
     const DEFRAGMENT: &'static str = "OPTIMIZE TABLE log, current, leases";
 
+    const INTEGER_CAST: &'static str = "SIGNED";
+    const TEXT_CAST: &'static str = "CHAR";
+
     fn on_conflict(conflict: &str, columns: &[&str]) -> String {
         if columns.is_empty() {
             // Keep the row: a no-op update (INSERT IGNORE would also hide other errors).
@@ -79,6 +82,15 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBacke
         .await?;
     migrate(&pool, &endpoint.database).await?;
     Ok(SqlBackend::new(pool.clone(), pool, None))
+}
+
+/// A pool on the existing database `endpoint` names (a Kine database to import).
+pub async fn existing(endpoint: &str, options: &DatastoreOptions) -> Result<sqlx::MySqlPool> {
+    let endpoint = NetworkEndpoint::parse(endpoint, "", &options.tls, TLS_MODES)?;
+    Ok(options
+        .pool::<sqlx::MySql>()
+        .connect_with(MySqlConnectOptions::from_str(&endpoint.url)?)
+        .await?)
 }
 
 /// How long a server waits for another one's migrations of the same database.

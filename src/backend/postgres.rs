@@ -56,11 +56,8 @@ impl Dialect for Postgres {
     /// range and a revision range as equally selective and may scan the whole key range for
     /// the few keys changed since a revision. A key compared through an expression
     /// (`key || ''`) cannot lead an index scan.
-    fn filter_only(condition: &str) -> String {
-        condition
-            .replace("c.key >=", "(c.key || ''::bytea) >=")
-            .replace("c.key <", "(c.key || ''::bytea) <")
-            .replace("c.key =", "(c.key || ''::bytea) =")
+    fn filter_only(column: &str) -> String {
+        format!("({column} || ''::bytea)")
     }
 }
 
@@ -84,6 +81,15 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBacke
         Arc::downgrade(&changes),
     ));
     Ok(SqlBackend::new(pool.clone(), pool, Some(changes)))
+}
+
+/// A pool on the existing database `endpoint` names (a Kine database to import).
+pub async fn existing(endpoint: &str, options: &DatastoreOptions) -> Result<sqlx::PgPool> {
+    let endpoint = NetworkEndpoint::parse(endpoint, "postgres", &options.tls, TLS_MODES)?;
+    Ok(options
+        .pool::<sqlx::Postgres>()
+        .connect_with(PgConnectOptions::from_str(&endpoint.url)?)
+        .await?)
 }
 
 async fn create_database(endpoint: &NetworkEndpoint) -> Result<()> {

@@ -49,11 +49,29 @@ impl Dialect for Sqlite {
         FROM pragma_page_count() p, pragma_page_size() s, pragma_freelist_count() f";
     const DEFRAGMENT: &'static str = "VACUUM";
     const GREATEST: &'static str = "MAX";
+    const INTEGER_CAST: &'static str = "INTEGER";
 
     /// SQLite's planner takes the key range's index for scans by revision unless told.
     fn table_via(table: &str, alias: &str, index: &str) -> String {
         format!("{table} {alias} INDEXED BY {index}")
     }
+}
+
+/// The database file at `path`, read-only (a Kine database to import).
+pub async fn read_only(path: &str) -> Result<sqlx::SqlitePool> {
+    if !Path::new(path).is_file() {
+        return Err(Error::InvalidEndpoint(format!(
+            "there is no SQLite file at {path}"
+        )));
+    }
+    let connect = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10));
+    Ok(SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(connect)
+        .await?)
 }
 
 /// Opens (creating if needed) the database file at `path` and applies the migrations.

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-pub use tonic::Streaming;
 pub use tonic::transport::Channel;
+pub use tonic::{Status, Streaming};
 
 use super::BenchArgs;
 use crate::proto::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -25,15 +25,22 @@ pub async fn connect(args: &BenchArgs) -> Result<Vec<Channel>, String> {
     }
     let mut channels = Vec::new();
     for i in 0..args.conns.max(1) {
-        let endpoint = &args.endpoints[i % args.endpoints.len()];
-        let channel = Channel::from_shared(endpoint.clone())
-            .map_err(|e| format!("{endpoint}: {e}"))?
-            .connect()
-            .await
-            .map_err(|e| format!("connecting to {endpoint}: {e}"))?;
-        channels.push(channel);
+        channels.push(connect_to(&args.endpoints[i % args.endpoints.len()]).await?);
     }
     Ok(channels)
+}
+
+/// A channel to one endpoint (http://HOST:PORT).
+pub async fn connect_to(endpoint: &str) -> Result<Channel, String> {
+    Channel::from_shared(endpoint.to_string())
+        .map_err(|e| format!("{endpoint}: {e}"))?
+        .connect()
+        .await
+        .map_err(|e| format!("connecting to {endpoint}: {e}"))
+}
+
+pub fn lease(channel: Channel) -> crate::proto::lease_client::LeaseClient<Channel> {
+    crate::proto::lease_client::LeaseClient::new(channel)
 }
 
 pub fn kv(channel: Channel) -> KvClient<Channel> {

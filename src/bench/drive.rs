@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use super::client::Channel;
-use super::{BenchArgs, Recorder, progress};
+use super::{BenchArgs, Recorder};
+use crate::progress;
 
 /// Runs `op` for operation numbers 0..total; returns the latencies and the time taken.
 pub async fn drive<F, Fut>(

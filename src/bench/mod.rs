@@ -5,12 +5,11 @@
 //! Workloads run closed-loop: `--clients` tasks over `--conns` connections take operations
 //! until `--total` are done or `--duration` has passed, optionally paced to `--rate`.
 
-mod client;
+pub(crate) mod client;
 mod drive;
 mod fleet;
 mod objects;
 mod plot;
-mod progress;
 mod report;
 mod workloads;
 

@@ -10,6 +10,7 @@ mod differential;
 mod etcdctl;
 mod guarantees;
 mod harness;
+mod import;
 mod kine;
 mod kube;
 mod kv;

@@ -39,6 +39,11 @@ pub trait Dialect: Send + Sync + 'static {
     /// (SQLite 3.51: 24 ms a page of 500 at 100k keys, against 1 ms without).
     const BOUNDED_JOINS: bool = true;
 
+    /// The type a `CAST(x AS ...)` to a 64-bit integer names.
+    const INTEGER_CAST: &'static str = "BIGINT";
+    /// The type a `CAST(x AS ...)` to text names.
+    const TEXT_CAST: &'static str = "TEXT";
+
     /// The larger of two numbers.
     const GREATEST: &'static str = "GREATEST";
 

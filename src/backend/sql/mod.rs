@@ -18,6 +18,7 @@
 mod counts;
 mod dialect;
 mod driver;
+mod kine;
 mod multirow;
 mod rows;
 mod session;
@@ -25,6 +26,7 @@ mod statements;
 pub mod template;
 
 pub use dialect::Dialect;
+pub use kine::KineSource;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -190,6 +192,18 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         }
         self.flush_counts(&mut txn, counter.finish()).await?;
         D::Db::execute(&mut txn, &self.sql.set_counts_ready, &[]).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    async fn discard_everything(&self) -> Result<()> {
+        let mut txn = self.writes.begin_with(D::BEGIN).await?;
+        if D::SHARED {
+            D::Db::fetch_all(&mut txn, &self.sql.lock_revision, &[]).await?;
+        }
+        for statement in &self.sql.discard {
+            D::Db::execute(&mut txn, statement, &[]).await?;
+        }
         txn.commit().await?;
         Ok(())
     }

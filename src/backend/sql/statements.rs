@@ -254,6 +254,8 @@ pub struct Statements {
     pub compact_progress: Sql,
     pub db_size: Sql,
     pub defragment: Sql,
+    /// Empty every table of the key space, then reset the bookkeeping.
+    pub discard: Vec<Sql>,
 }
 
 impl Statements {
@@ -398,6 +400,19 @@ impl Statements {
             ),
             db_size: render(D::DB_SIZE, &[]),
             defragment: render(D::DEFRAGMENT, &[]),
+            discard: [
+                "DELETE FROM current",
+                "DELETE FROM log",
+                "DELETE FROM history",
+                "DELETE FROM leases",
+                "DELETE FROM counts",
+                "UPDATE meta SET value = CASE name WHEN 'revision' THEN 1 WHEN 'compacted' THEN -1 \
+                 WHEN 'compact_progress' THEN 0 ELSE 1 END \
+                 WHERE name IN ('revision', 'compacted', 'compact_progress', 'counts_ready')",
+            ]
+            .iter()
+            .map(|statement| render(statement, &[]))
+            .collect(),
         }
     }
 

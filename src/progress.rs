@@ -1,5 +1,5 @@
-//! The live progress bar on a terminal (indicatif). It draws on stderr and only when stderr is
-//! a terminal, so `--json` output and test runs stay clean.
+//! The live progress bar of `bench` and `import` on a terminal (indicatif). It draws on stderr
+//! and only when stderr is a terminal, so `--json` output and test runs stay clean.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
