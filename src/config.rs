@@ -145,6 +145,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0", value_parser = parse_duration, global = true)]
     pub datastore_connection_max_lifetime: Duration,
 
+    /// SQLite: MiB of recently read keys and values kept to answer gets of one key without the
+    /// database (0 turns it off). Ignored on PostgreSQL and MySQL, where other servers write.
+    #[arg(long, default_value_t = 16, global = true)]
+    pub read_cache_mib: usize,
+
     /// Compact automatically this often, to the head minus --compact-min-retain revisions;
     /// 0 turns it off.
     #[arg(long, default_value = "5m", value_parser = parse_duration, global = true)]
@@ -252,6 +257,7 @@ impl ServeArgs {
                     batch_revisions: self.compact_batch_size,
                     timeout: self.compact_timeout,
                 },
+                read_cache_bytes: self.read_cache_mib.saturating_mul(1024 * 1024),
                 ..StoreOptions::default()
             },
         }

@@ -15,6 +15,7 @@ mod history;
 mod lease;
 mod options;
 mod range;
+mod read_cache;
 pub mod watch_hub;
 pub mod watcher;
 mod writer;
@@ -37,6 +38,7 @@ use crate::proto::{
     RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use compactor::Compactor;
+use read_cache::ReadCache;
 use watch_hub::WatchHub;
 use writer::{WriteOp, WriteOutcome, WriteRequest, Writer, WriterStats};
 
@@ -82,6 +84,7 @@ struct Shared {
     backend: Arc<dyn Backend>,
     /// Counts of the next pages of paged lists at pinned revisions.
     page_counts: range::PageCounts,
+    read_cache: Arc<ReadCache>,
     hub: Arc<WatchHub>,
     /// Tells the compactor the newest compacted revision.
     compaction: watch::Sender<i64>,
@@ -118,6 +121,14 @@ impl Store {
         let (progress_sender, compact_progress) = watch::channel(progress);
         let writer_stats = Arc::new(WriterStats::default());
         let (writer_running_sender, writer_running) = watch::channel(());
+        // Only a process that is its database's only writer knows the head without asking.
+        let shared_database = backend.latest_revisions().await?.is_some();
+        let cache_bytes = if shared_database {
+            0
+        } else {
+            options.read_cache_bytes
+        };
+        let read_cache = Arc::new(ReadCache::new(cache_bytes, meta.revision));
         let hub = Arc::new(WatchHub::new(
             meta.revision,
             options.watch_window_events,
@@ -127,6 +138,7 @@ impl Store {
             Writer {
                 backend: backend.clone(),
                 hub: hub.clone(),
+                read_cache: read_cache.clone(),
                 revisions: revisions.clone(),
                 stats: writer_stats.clone(),
                 compaction: compaction.clone(),
@@ -144,11 +156,11 @@ impl Store {
             }
             .run(),
         );
-        let shared_database = backend.latest_revisions().await?.is_some();
         let store = Store {
             shared: Arc::new(Shared {
                 backend,
                 page_counts: range::PageCounts::default(),
+                read_cache,
                 hub,
                 compaction,
                 revisions,
@@ -264,10 +276,22 @@ impl Store {
             req.revision
         };
         self.check_readable(revision, head)?;
+        let cacheable = revision == head && range::single_key_unfiltered(req);
+        if cacheable && let Some(cached) = self.shared.read_cache.get(&req.key, head) {
+            let mut resp = range::answer_from(req, cached);
+            resp.header = Some(self.header(head));
+            return Ok(resp);
+        }
         let mut reader = self.shared.backend.reader().await?;
         let known_count = self.shared.page_counts.take(req, revision);
         let mut resp = range::read_range(&mut *reader, req, revision, known_count).await?;
+        drop(reader);
         self.shared.page_counts.remember(req, revision, &resp);
+        if cacheable && !req.keys_only && !req.count_only {
+            self.shared
+                .read_cache
+                .fill(&req.key, revision, resp.kvs.first());
+        }
         // A compaction past `revision` may have removed rows while we read.
         self.check_readable(revision, head)?;
         resp.header = Some(self.header(head));

@@ -24,7 +24,14 @@ pub struct StoreOptions {
     /// `--poll-batch-size`).
     pub follow_batch: i64,
     pub compaction: CompactionOptions,
+    /// Bytes of keys and values of recently read single keys kept to answer gets of one key
+    /// at the head without the database (0: none). Used only where this process is the
+    /// database's only writer (SQLite).
+    pub read_cache_bytes: usize,
 }
+
+/// The read cache's size by default.
+pub const DEFAULT_READ_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -35,6 +42,7 @@ impl Default for StoreOptions {
             follow_interval: DEFAULT_FOLLOW_INTERVAL,
             follow_batch: 500,
             compaction: CompactionOptions::default(),
+            read_cache_bytes: DEFAULT_READ_CACHE_BYTES,
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::backend::{KeyEnd, KeyRange, KvRead};
 use crate::error::Result;
 use crate::proto::range_request::{SortOrder, SortTarget};
 use crate::proto::{KeyValue, RangeRequest, RangeResponse};
+use crate::store::read_cache::Cached;
 
 /// Answers `req` as of `revision` (already checked against the compacted and head revisions).
 /// `known_count`, when given, is the number of keys in the range at `revision`, so it need not
@@ -83,6 +84,40 @@ pub(crate) async fn read_range(
         more,
         count,
     })
+}
+
+/// Whether `req` reads one key with nothing that needs more than its latest version: the
+/// requests the read cache may answer.
+pub(crate) fn single_key_unfiltered(req: &RangeRequest) -> bool {
+    req.range_end.is_empty()
+        && req.min_mod_revision == 0
+        && req.max_mod_revision == 0
+        && req.min_create_revision == 0
+        && req.max_create_revision == 0
+}
+
+/// The answer to a single-key `req` (see [`single_key_unfiltered`]) from the key's cached
+/// state, as [`read_range`] would give it. The caller sets the header.
+pub(crate) fn answer_from(req: &RangeRequest, cached: Cached) -> RangeResponse {
+    let mut kvs = match cached {
+        Cached::Live(kv) => vec![kv],
+        Cached::Absent => Vec::new(),
+    };
+    let count = kvs.len() as i64;
+    if req.count_only {
+        kvs.clear();
+    }
+    if req.keys_only {
+        for kv in &mut kvs {
+            kv.value = Default::default();
+        }
+    }
+    RangeResponse {
+        header: None,
+        kvs,
+        more: false,
+        count,
+    }
 }
 
 fn passes_filters(req: &RangeRequest, kv: &KeyValue) -> bool {

@@ -20,6 +20,7 @@ use crate::proto::{
 use crate::store::Revisions;
 use crate::store::apply::{Apply, point_keys_of_txn};
 use crate::store::buffer::WriteBuffer;
+use crate::store::read_cache::ReadCache;
 use crate::store::watch_hub::WatchHub;
 
 /// The most requests one transaction takes.
@@ -115,6 +116,7 @@ struct Committed {
 pub(crate) struct Writer {
     pub backend: Arc<dyn Backend>,
     pub hub: Arc<WatchHub>,
+    pub read_cache: Arc<ReadCache>,
     pub revisions: Arc<Revisions>,
     pub stats: Arc<WriterStats>,
     /// Tells the compactor the newest compacted revision.
@@ -135,6 +137,8 @@ impl Writer {
                 .observe(batch.len() as f64);
             match self.commit(&batch).await {
                 Ok(done) => {
+                    // Before the head: a reader that sees the head finds its writes cached.
+                    self.read_cache.apply(done.first, done.head, &done.events);
                     self.revisions.publish(done.head, done.compacted);
                     // Refused when other processes' revisions come first: the follower then
                     // delivers this batch's events too, from the log.
@@ -148,6 +152,7 @@ impl Writer {
                     }
                 }
                 Err(err) => {
+                    self.read_cache.forget();
                     tracing::error!(error = %err, size = batch.len(), "write batch failed; nothing of it was committed");
                     for request in batch.drain(..) {
                         let _ = request.reply.send(Err(Error::Unavailable));

@@ -18,6 +18,7 @@ mod lease;
 mod limits;
 mod maintenance;
 mod metrics;
+mod read_cache;
 mod security;
 mod servers;
 mod txn;
