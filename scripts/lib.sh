@@ -12,10 +12,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The bench client (and, unless SERVER_BIN says otherwise, the server); built from the work tree
 # unless given.
 ETCDSHIM="${ETCDSHIM:-$ROOT/target/release/etcdshim}"
+# Extra flags for etcdshim's server (SERVER_FLAGS="--read-cache-mib 0").
 # The binary `start` serves a target with (scripts/ab.sh points it at the build under test);
 # the bench client is always $ETCDSHIM.
 SERVER_BIN="${SERVER_BIN:-$ETCDSHIM}"
-ETCD_BIN="${ETCD_BIN:-etcd}"
+# etcd: $ETCD_BIN, or Debian's `etcd` from PATH (the scripts that compare with 3.5.16 set it).
 WORK="${BENCH_WORK:-/tmp/etcdshim-bench}"
 PORT="${BENCH_PORT:-23790}"
 ENDPOINT="http://127.0.0.1:$PORT"
@@ -73,7 +74,7 @@ start() {
     fi
     mkdir -p "$WORK/$target"
     if [ "$target" = etcd ]; then
-        "$ETCD_BIN" --name bench --data-dir "$WORK/etcd/data" \
+        "${ETCD_BIN:-etcd}" --name bench --data-dir "$WORK/etcd/data" \
             --listen-client-urls "$ENDPOINT" --advertise-client-urls "$ENDPOINT" \
             --listen-peer-urls "http://127.0.0.1:$((PORT + 1))" \
             --initial-advertise-peer-urls "http://127.0.0.1:$((PORT + 1))" \
@@ -81,8 +82,9 @@ start() {
             --quota-backend-bytes "${ETCD_QUOTA:-$((16 * 1024 * 1024 * 1024))}" \
             >"$WORK/etcd.log" 2>&1 &
     else
+        # shellcheck disable=SC2086 # SERVER_FLAGS is a list of flags
         "$SERVER_BIN" --listen-address "127.0.0.1:$PORT" --endpoint "$(datastore "$target")" \
-            --metrics-bind-address 0 >"$WORK/$target.log" 2>&1 &
+            --metrics-bind-address 0 ${SERVER_FLAGS:-} >"$WORK/$target.log" 2>&1 &
     fi
     TARGET_PID=$!
     wait_serving
