@@ -328,11 +328,7 @@ mod tests {
             let key = format!("key-{n}");
             cache.fill(key.as_bytes(), 1, Some(&kv(&key, &value, 1)));
         }
-        let held: usize = cache
-            .shards
-            .iter()
-            .map(|shard| shard.lock().unwrap().bytes)
-            .sum();
+        let held: usize = (0..SHARDS).map(|index| cache.shard_at(index).bytes).sum();
         assert!(held <= 64 * 1024, "{held} bytes held");
         assert!(held > 0);
     }
