@@ -36,22 +36,22 @@ const ENTRY_OVERHEAD: usize = 96;
 
 /// A key's state at the head: alive with this version, or absent.
 #[derive(Clone)]
-enum State {
+pub enum Cached {
     Live(KeyValue),
     Absent,
 }
 
 struct Entry {
-    state: State,
+    state: Cached,
     /// The revision as of which `state` is the key's state.
     as_of: i64,
 }
 
 impl Entry {
-    fn bytes(key: &[u8], state: &State) -> usize {
+    fn bytes(key: &[u8], state: &Cached) -> usize {
         let held = match state {
-            State::Live(kv) => kv.key.len() + kv.value.len(),
-            State::Absent => 0,
+            Cached::Live(kv) => kv.key.len() + kv.value.len(),
+            Cached::Absent => 0,
         };
         key.len() + held + ENTRY_OVERHEAD
     }
@@ -98,12 +98,6 @@ impl Shard {
     }
 }
 
-/// What a single-key read at the head finds in the cache.
-pub enum Cached {
-    Live(KeyValue),
-    Absent,
-}
-
 pub struct ReadCache {
     shards: Vec<Mutex<Shard>>,
     hasher: RandomState,
@@ -128,17 +122,7 @@ impl ReadCache {
     }
 
     fn shard(&self, key: &[u8]) -> std::sync::MutexGuard<'_, Shard> {
-        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
-        // A panic while holding a shard cannot leave it inconsistent in a way that matters
-        // more than losing it: start it over.
-        match self.shards[index].lock() {
-            Ok(shard) => shard,
-            Err(poisoned) => {
-                let mut shard = poisoned.into_inner();
-                shard.clear();
-                shard
-            }
-        }
+        self.shard_at((self.hasher.hash_one(key) as usize) % SHARDS)
     }
 
     /// The key's state at `head` (the published head), if the cache knows it.
@@ -151,10 +135,7 @@ impl ReadCache {
         if entry.as_of > head {
             return None;
         }
-        Some(match &entry.state {
-            State::Live(kv) => Cached::Live(kv.clone()),
-            State::Absent => Cached::Absent,
-        })
+        Some(entry.state.clone())
     }
 
     /// Remembers what a read of `key` at `revision` (the head when it started) found, unless a
@@ -168,8 +149,8 @@ impl ReadCache {
             return;
         }
         let state = match found {
-            Some(kv) => State::Live(owned(kv)),
-            None => State::Absent,
+            Some(kv) => Cached::Live(owned(kv)),
+            None => Cached::Absent,
         };
         let entry = Entry {
             state,
@@ -199,8 +180,8 @@ impl ReadCache {
                     continue;
                 }
                 let state = match EventType::try_from(event.r#type) {
-                    Ok(EventType::Put) => State::Live(owned(kv)),
-                    _ => State::Absent,
+                    Ok(EventType::Put) => Cached::Live(owned(kv)),
+                    _ => Cached::Absent,
                 };
                 let entry = Entry {
                     state,
@@ -225,9 +206,14 @@ impl ReadCache {
     }
 
     fn shard_at(&self, index: usize) -> std::sync::MutexGuard<'_, Shard> {
+        // A panic while holding a shard may have left it half-changed: start it over.
         match self.shards[index].lock() {
             Ok(shard) => shard,
-            Err(poisoned) => poisoned.into_inner(),
+            Err(poisoned) => {
+                let mut shard = poisoned.into_inner();
+                shard.clear();
+                shard
+            }
         }
     }
 }
