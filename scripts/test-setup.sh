@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, when it is missing: Debian's protobuf-compiler (the
 # etcd-client test dependency compiles etcd's protos with protoc), etcd-server and etcd-client
-# (etcd 3.4.23 and etcdctl, the references the tests compare against) and postgresql (initdb and
-# pg_ctl, for the test that stops a private PostgreSQL); Python's grpcio (a client that sends a
+# (etcd 3.4.23 and etcdctl, the references the tests compare against), postgresql (initdb and
+# pg_ctl, for the tests that stop a private PostgreSQL), mariadb-server (mariadb-install-db and
+# mariadbd, likewise) and e2fsprogs (the read-only disk test); Python's grpcio (a client that sends a
 # percent-encoded :authority); and etcd 3.5.16 (scripts/etcd35.sh, into /tmp/etcd35).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ command -v protoc >/dev/null || missing+=(protobuf-compiler)
 command -v etcd >/dev/null || missing+=(etcd-server)
 command -v etcdctl >/dev/null || missing+=(etcd-client)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# The disk fault tests format and check an ext4 image; the outage tests run a private MariaDB.
+command -v mkfs.ext4 >/dev/null || missing+=(e2fsprogs)
+command -v mariadb-install-db >/dev/null || missing+=(mariadb-server)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

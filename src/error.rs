@@ -65,6 +65,14 @@ impl From<sqlx::Error> for Error {
 }
 
 impl Error {
+    /// The text for the server log: with the database's own message, which clients never see.
+    pub fn detail(&self) -> String {
+        match self {
+            Error::Database(source) => format!("{self}: {source}"),
+            other => other.to_string(),
+        }
+    }
+
     fn code(&self) -> Code {
         match self {
             Error::Compacted | Error::FutureRevision => Code::OutOfRange,

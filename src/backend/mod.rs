@@ -235,6 +235,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn reader(&self) -> Result<Box<dyn KvRead>>;
     /// Opens the one write transaction; the caller (the sequencer) never holds two.
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>>;
+    /// The sequencer's batch failed (nothing of it was committed): a backend whose
+    /// connections may be left unusable by the cause replaces them.
+    fn write_failed(&self) {}
     /// Removes the history superseded by the changes in `(after, up_to]` (all at or below the
     /// compacted revision), and records `up_to` as the compaction progress, in one short
     /// transaction. Returns the number of rows removed.

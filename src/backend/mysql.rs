@@ -81,7 +81,7 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBacke
         .connect_with(options.logged(MySqlConnectOptions::from_str(&endpoint.url)?))
         .await?;
     migrate(&pool, &endpoint.database).await?;
-    Ok(SqlBackend::new(pool.clone(), pool, None))
+    Ok(SqlBackend::new(pool.clone(), pool, None, None))
 }
 
 /// A pool on the existing database `endpoint` names (a Kine database to import).

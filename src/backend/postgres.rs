@@ -80,7 +80,7 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBacke
         name,
         Arc::downgrade(&changes),
     ));
-    Ok(SqlBackend::new(pool.clone(), pool, Some(changes)))
+    Ok(SqlBackend::new(pool.clone(), pool, Some(changes), None))
 }
 
 /// A pool on the existing database `endpoint` names (a Kine database to import).

@@ -7,11 +7,14 @@
 
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::DatastoreOptions;
+use super::sql::reopen::Reopen;
 use super::sql::template::Placeholders;
 use super::sql::{Dialect, SqlBackend};
 use crate::error::{Error, Result};
@@ -61,6 +64,72 @@ impl Dialect for Sqlite {
     }
 }
 
+/// How long a server waits for the lock of a file another store of this process is closing.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Takes the lock that makes this server the only one on the file at `path` (`PATH.lock`,
+/// held until the backend is dropped; the kernel releases it if the process dies). Two servers
+/// on one SQLite file would each number revisions from their own memory.
+async fn lock_exclusively(path: &str) -> Result<std::fs::File> {
+    let name = format!("{path}.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)?;
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::InvalidEndpoint(format!(
+                    "{path} is served by another etcdshim (it holds {name}): a SQLite database \
+                     takes one server; run several on PostgreSQL or MySQL"
+                )));
+            }
+            Err(std::fs::TryLockError::Error(err)) => return Err(err.into()),
+        }
+    }
+}
+
+/// The pools' check before handing out a connection: not one a failed write retired.
+fn kept_by(
+    reopen: &Arc<Reopen>,
+) -> impl for<'c> Fn(
+    &'c mut sqlx::SqliteConnection,
+    sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<bool, sqlx::Error>> + Send + 'c>,
+>
++ Send
++ Sync
++ 'static {
+    let reopen = reopen.clone();
+    move |_, meta| {
+        let keep = reopen.keeps(meta.age);
+        Box::pin(async move { Ok(keep) })
+    }
+}
+
+/// Whether the writer connection may serve the next transaction. When a COMMIT fails because
+/// the disk is full or failing, SQLite rolls the transaction back itself; sqlx's ROLLBACK then
+/// fails too ("no transaction is active") and sqlx goes on counting the transaction as open,
+/// refusing every later BEGIN on that connection: the server would fail every write until
+/// restarted. The ping runs after the rollback sqlx queued when the transaction was dropped, so
+/// the count it leaves is the final one; a connection still counted in a transaction is closed,
+/// and the pool opens a fresh one for the next batch.
+async fn still_usable(conn: &mut sqlx::SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
+    conn.ping().await?;
+    let usable = !conn.is_in_transaction();
+    if !usable {
+        tracing::warn!("the SQLite writer connection was left in a failed transaction; reopening it");
+    }
+    Ok(usable)
+}
+
 /// The database file at `path`, read-only (a Kine database to import).
 pub async fn read_only(path: &str) -> Result<sqlx::SqlitePool> {
     if !Path::new(path).is_file() {
@@ -88,31 +157,41 @@ pub async fn open(path: &str, options: &DatastoreOptions) -> Result<SqlBackend<S
     {
         tokio::fs::create_dir_all(parent).await?;
     }
+    let exclusive = lock_exclusively(path).await?;
     let connect = SqliteConnectOptions::from_str("sqlite:")?
         .filename(path)
-        .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .page_size(SQLITE_PAGE_SIZE)
         .pragma("temp_store", "memory");
     let connect = options.logged(connect);
+    // Created here, once: a connection opened later (after a failure, see `reopen`) must find
+    // the file, not make an empty one where an unmounted volume used to be.
+    sqlx::SqliteConnection::connect_with(&connect.clone().create_if_missing(true))
+        .await?
+        .close()
+        .await?;
+    let reopen = Arc::new(Reopen::default());
     let writes = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
         .acquire_timeout(WRITER_WAIT)
         .idle_timeout(None)
         .max_lifetime(None)
+        .after_release(|conn, _| Box::pin(async move { still_usable(conn).await }))
+        .before_acquire(kept_by(&reopen))
         .connect_with(connect.clone().pragma("cache_size", WRITER_CACHE_KIB))
         .await?;
     MIGRATOR.run(&writes).await?;
     let reads = SqlitePoolOptions::new()
         .max_connections(READ_POOL_SIZE)
+        .before_acquire(kept_by(&reopen))
         .connect_with(
             connect
                 .pragma("cache_size", READER_CACHE_KIB)
                 .pragma("query_only", "true"),
         )
         .await?;
-    Ok(SqlBackend::new(reads, writes, None))
+    Ok(SqlBackend::new(reads, writes, None, Some(reopen)).holding(exclusive))
 }

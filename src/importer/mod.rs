@@ -71,7 +71,7 @@ pub async fn run(source: &Source, endpoint: &str, options: &DatastoreOptions) ->
         Err(err) => {
             // Leave no half import behind: the next run must find the target empty.
             if let Err(cleanup) = target.backend.discard_everything().await {
-                tracing::error!(error = %cleanup, "emptying the target after the failed import failed too");
+                tracing::error!(error = %cleanup.detail(), "emptying the target after the failed import failed too");
             }
             Err(err)
         }

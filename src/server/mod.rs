@@ -3,6 +3,7 @@
 
 mod authority;
 mod cluster;
+pub mod fuzz_input;
 mod grpc_metrics;
 mod kv;
 mod lease;

@@ -100,17 +100,7 @@ async fn serve_stream(
                     // The client closed the stream or it broke: end its watches.
                     Ok(None) | Err(_) => return,
                 };
-                let responses = match request.request_union {
-                    Some(RequestUnion::CreateRequest(create)) => session.create(create),
-                    Some(RequestUnion::CancelRequest(cancel)) => {
-                        session.cancel(cancel.watch_id).into_iter().collect()
-                    }
-                    Some(RequestUnion::ProgressRequest(_)) => {
-                        session.request_progress();
-                        Vec::new()
-                    }
-                    None => Vec::new(),
-                };
+                let responses = answer(&mut session, request);
                 if !send_all(&outbound, responses).await {
                     return;
                 }
@@ -129,5 +119,20 @@ async fn serve_stream(
             }
             () = std::future::ready(()), if pending => {}
         }
+    }
+}
+
+/// What one request of a stream changes in its session, and the immediate answers.
+pub(super) fn answer(session: &mut WatchSession, request: WatchRequest) -> Vec<WatchResponse> {
+    match request.request_union {
+        Some(RequestUnion::CreateRequest(create)) => session.create(create),
+        Some(RequestUnion::CancelRequest(cancel)) => {
+            session.cancel(cancel.watch_id).into_iter().collect()
+        }
+        Some(RequestUnion::ProgressRequest(_)) => {
+            session.request_progress();
+            Vec::new()
+        }
+        None => Vec::new(),
     }
 }

@@ -41,7 +41,7 @@ pub(crate) async fn run(store: WeakStore, options: CompactionOptions) {
             Ok(_) => {}
             Err(Error::ShuttingDown) => return,
             Err(err) => {
-                tracing::warn!(error = %err, "automatic compaction failed; trying again next interval")
+                tracing::warn!(error = %err.detail(), "automatic compaction failed; trying again next interval")
             }
         }
     }

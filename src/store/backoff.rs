@@ -22,7 +22,7 @@ impl Backoff {
     /// every tenth.
     pub async fn fail(&mut self, task: &str, error: &crate::error::Error) {
         if self.failures.is_multiple_of(10) {
-            tracing::warn!(task, error = %error, failures = self.failures + 1, "background task failed; retrying");
+            tracing::warn!(task, error = %error.detail(), failures = self.failures + 1, "background task failed; retrying");
         }
         self.failures = self.failures.saturating_add(1);
         let wait = FIRST.saturating_mul(1 << self.failures.min(6)).min(LONGEST);

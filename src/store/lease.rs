@@ -145,7 +145,7 @@ pub(crate) async fn expire_leases(store: WeakStore) {
                 Ok((_, Ok(false))) => {}
                 Ok((_, Err(Error::ShuttingDown))) => return,
                 Ok((id, Err(err))) => {
-                    tracing::warn!(lease = id, error = %err, "expiring a lease failed")
+                    tracing::warn!(lease = id, error = %err.detail(), "expiring a lease failed")
                 }
                 Err(err) => tracing::warn!(error = %err, "a lease revocation task failed"),
             }

@@ -152,8 +152,9 @@ impl Writer {
                     }
                 }
                 Err(err) => {
+                    self.backend.write_failed();
                     self.read_cache.forget();
-                    tracing::error!(error = %err, size = batch.len(), "write batch failed; nothing of it was committed");
+                    tracing::error!(error = %err.detail(), size = batch.len(), "write batch failed; nothing of it was committed");
                     for request in batch.drain(..) {
                         let _ = request.reply.send(Err(Error::Unavailable));
                     }

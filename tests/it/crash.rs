@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, GetOptions};
 
-struct Process(Child);
+/// An etcdshim process, killed with SIGKILL when dropped.
+pub(crate) struct Process(Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -17,10 +18,11 @@ impl Drop for Process {
     }
 }
 
-fn spawn(db: &std::path::Path, address: &str) -> Process {
+/// The etcdshim binary serving `endpoint` on `address`.
+pub(crate) fn spawn(endpoint: &str, address: &str) -> Process {
     Process(
         Command::new(env!("CARGO_BIN_EXE_etcdshim"))
-            .arg(format!("--endpoint=sqlite://{}", db.display()))
+            .arg(format!("--endpoint={endpoint}"))
             .arg(format!("--listen-address={address}"))
             .arg("--metrics-bind-address=0")
             .stdout(Stdio::null())
@@ -30,7 +32,8 @@ fn spawn(db: &std::path::Path, address: &str) -> Process {
     )
 }
 
-async fn connect(endpoint: &str) -> Client {
+/// A client of the server at `endpoint`, once it answers.
+pub(crate) async fn connect(endpoint: &str) -> Client {
     for _ in 0..100 {
         let options = ConnectOptions::new().with_timeout(Duration::from_secs(2));
         if let Ok(mut client) = Client::connect([endpoint], Some(options)).await
@@ -46,7 +49,7 @@ async fn connect(endpoint: &str) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("state.db");
+    let db = format!("sqlite://{}", dir.path().join("state.db").display());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")

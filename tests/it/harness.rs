@@ -243,6 +243,11 @@ impl TestServer {
         format!("http://{}", self.addr)
     }
 
+    /// The database URL (or SQLite file) the server stores into.
+    pub fn database_url(&self) -> &str {
+        &self.options.endpoint
+    }
+
     pub async fn client(&self) -> etcd_client::Client {
         connect(&self.endpoint()).await
     }
@@ -354,7 +359,7 @@ pub fn require_etcd35(name: &str) -> Option<PathBuf> {
     found
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

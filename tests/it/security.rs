@@ -179,7 +179,7 @@ async fn health_and_reflection_services() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_postgres_verifies_the_database_certificate() {
-    use crate::servers::{PrivatePostgres, postgres_bin};
+    use crate::private_db::{PrivatePostgres, postgres_bin};
     use etcdshim::store::{DatabaseTls, DatastoreOptions, StoreOptions};
 
     let Some(bin) = postgres_bin() else { return };

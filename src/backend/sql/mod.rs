@@ -20,6 +20,7 @@ mod dialect;
 mod driver;
 mod kine;
 mod multirow;
+pub mod reopen;
 mod rows;
 mod session;
 mod statements;
@@ -51,6 +52,10 @@ pub struct SqlBackend<D: Dialect> {
     sql: Arc<Statements>,
     /// Woken when another process may have committed.
     changes: Option<Arc<Notify>>,
+    /// SQLite: which connections a failed write retired (see [`reopen`]).
+    reopen: Option<Arc<reopen::Reopen>>,
+    /// SQLite: the lock file that keeps other servers off the database, held while this lives.
+    _exclusive: Option<std::fs::File>,
     dialect: PhantomData<fn() -> D>,
 }
 
@@ -60,13 +65,24 @@ impl<D: Dialect> SqlBackend<D> {
         reads: Pool<D::Db>,
         writes: Pool<D::Db>,
         changes: Option<Arc<Notify>>,
+        reopen: Option<Arc<reopen::Reopen>>,
     ) -> SqlBackend<D> {
         SqlBackend {
             reads,
             writes,
             sql: Arc::new(Statements::new::<D>()),
             changes,
+            reopen,
+            _exclusive: None,
             dialect: PhantomData,
+        }
+    }
+
+    /// The same backend, holding `lock` for as long as it lives.
+    pub fn holding(self, lock: std::fs::File) -> SqlBackend<D> {
+        SqlBackend {
+            _exclusive: Some(lock),
+            ..self
         }
     }
 
@@ -135,6 +151,9 @@ impl<D: Dialect> Backend for SqlBackend<D> {
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
         let mut txn = self.writes.begin_with(D::BEGIN).await?;
+        if let Some(reopen) = &self.reopen {
+            reopen.write_began();
+        }
         let locked = if D::SHARED {
             let revision = D::Db::fetch_all(&mut txn, &self.sql.lock_revision, &[]).await?;
             let compacted = D::Db::fetch_all(&mut txn, &self.sql.compacted, &[]).await?;
@@ -147,6 +166,12 @@ impl<D: Dialect> Backend for SqlBackend<D> {
             self.sql.clone(),
             locked,
         )))
+    }
+
+    fn write_failed(&self) {
+        if let Some(reopen) = &self.reopen {
+            reopen.write_failed();
+        }
     }
 
     async fn compact_window(&self, after: i64, up_to: i64) -> Result<u64> {
