@@ -8,7 +8,8 @@ mounted, and the blocks on disk are counted against the last acknowledged one. N
 
     sudo python3 scripts/ext4-abort-durability.py [RUNS]
 
-Seen on Linux 6.18 (this project's machines): about one run in six ends "LOST".
+Seen on Linux 6.18 (this project's machines): 2 runs of 40 ended "LOST" (and 1 of 12 of an
+earlier version of this script).
 """
 import os
 import struct

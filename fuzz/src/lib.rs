@@ -20,7 +20,8 @@ fn harness() -> &'static Harness {
             .enable_all()
             .build()
             .expect("runtime");
-        let dir = std::path::PathBuf::from(format!("/dev/shm/etcdshim-fuzz-{}", std::process::id()));
+        let dir =
+            std::path::PathBuf::from(format!("/dev/shm/etcdshim-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("store folder");
         let store = runtime
             .block_on(seeded_store(&dir.join("state.db")))
@@ -36,5 +37,7 @@ fn harness() -> &'static Harness {
 /// Feeds one input to `target`.
 pub fn run(target: Target, bytes: &[u8]) {
     let harness = harness();
-    harness.runtime.block_on(feed(&harness.store, target, bytes));
+    harness
+        .runtime
+        .block_on(feed(&harness.store, target, bytes));
 }

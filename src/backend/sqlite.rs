@@ -95,15 +95,18 @@ async fn lock_exclusively(path: &str) -> Result<std::fs::File> {
     }
 }
 
+/// The answer of a pool's check on a connection, as sqlx's hooks return it.
+type CheckFuture<'c> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<bool, sqlx::Error>> + Send + 'c>,
+>;
+
 /// The pools' check before handing out a connection: not one a failed write retired.
 fn kept_by(
     reopen: &Arc<Reopen>,
 ) -> impl for<'c> Fn(
     &'c mut sqlx::SqliteConnection,
     sqlx::pool::PoolConnectionMetadata,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = std::result::Result<bool, sqlx::Error>> + Send + 'c>,
->
+) -> CheckFuture<'c>
 + Send
 + Sync
 + 'static {
@@ -125,7 +128,9 @@ async fn still_usable(conn: &mut sqlx::SqliteConnection) -> std::result::Result<
     conn.ping().await?;
     let usable = !conn.is_in_transaction();
     if !usable {
-        tracing::warn!("the SQLite writer connection was left in a failed transaction; reopening it");
+        tracing::warn!(
+            "the SQLite writer connection was left in a failed transaction; reopening it"
+        );
     }
     Ok(usable)
 }

@@ -11,8 +11,7 @@ use crate::proto::kv_server::Kv as _;
 use crate::proto::lease_server::Lease as _;
 use crate::proto::{
     DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest,
-    LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest, TxnRequest,
-    WatchRequest,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, PutRequest, RangeRequest, TxnRequest, WatchRequest,
 };
 use crate::server::kv::KvService;
 use crate::server::lease::LeaseService;

@@ -99,7 +99,6 @@ impl PrivatePostgres {
                 .args(["-o", &options, "-w", "-m", "fast", action]),
         );
     }
-
 }
 
 impl Restartable for PrivatePostgres {
@@ -155,7 +154,6 @@ pub(crate) fn postgres_bin() -> Option<PathBuf> {
     found
 }
 
-
 /// A MariaDB server of this test's own (as root, which mariadbd allows with `--user=root`).
 pub(crate) struct PrivateMariadb {
     mariadbd: PathBuf,
@@ -203,9 +201,7 @@ impl Restartable for PrivateMariadb {
     fn stop(&mut self) {
         if let Some(mut server) = self.server.take() {
             // SIGTERM: a clean shutdown, as an operator's restart does.
-            let _ = Command::new("kill")
-                .arg(server.id().to_string())
-                .status();
+            let _ = Command::new("kill").arg(server.id().to_string()).status();
             let _ = server.wait();
         }
     }

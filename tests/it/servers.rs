@@ -238,3 +238,24 @@ async fn postgres_servers_wake_each_other_on_commit() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_sqlite_file_is_refused() {
+    let first = TestServer::start().await;
+    let second = etcdshim::Server::open(ServerOptions {
+        endpoint: first.database_url().to_string(),
+        ..ServerOptions::default()
+    })
+    .await;
+    let Err(err) = second else {
+        panic!("a second server opened the SQLite file the first serves");
+    };
+    let message = err.to_string();
+    assert!(
+        message.contains("is served by another etcdshim")
+            && message.contains("run several on PostgreSQL or MySQL"),
+        "{message}"
+    );
+    // The first goes on serving.
+    let mut client = first.client().await;
+    client.put("still", "here", None).await.expect("put");
+}

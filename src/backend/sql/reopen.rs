@@ -27,10 +27,15 @@ pub struct Reopen {
 impl Reopen {
     /// Whether a pooled connection opened `age` ago may serve.
     pub fn keeps(&self, age: Duration) -> bool {
-        let since = *self.since.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let since = *self
+            .since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match since {
             None => true,
-            Some(since) => Instant::now().checked_sub(age).is_some_and(|opened| opened >= since),
+            Some(since) => Instant::now()
+                .checked_sub(age)
+                .is_some_and(|opened| opened >= since),
         }
     }
 
@@ -44,13 +49,18 @@ impl Reopen {
     /// failure, the connections opened during the outage are retired too.
     pub fn write_began(&self) {
         if self.failed.swap(false, Ordering::AcqRel) {
-            tracing::info!("writes work again; reopening the SQLite connections opened during the failure");
+            tracing::info!(
+                "writes work again; reopening the SQLite connections opened during the failure"
+            );
             self.retire_open_connections();
         }
     }
 
     fn retire_open_connections(&self) {
-        *self.since.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+        *self
+            .since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
     }
 }
 
@@ -61,14 +71,23 @@ mod tests {
     #[test]
     fn connections_opened_before_a_failure_or_a_recovery_are_retired() {
         let reopen = Reopen::default();
-        assert!(reopen.keeps(Duration::from_secs(3600)), "nothing failed yet");
+        assert!(
+            reopen.keeps(Duration::from_secs(3600)),
+            "nothing failed yet"
+        );
         reopen.write_failed();
-        assert!(!reopen.keeps(Duration::from_secs(1)), "opened before the failure");
+        assert!(
+            !reopen.keeps(Duration::from_secs(1)),
+            "opened before the failure"
+        );
         assert!(reopen.keeps(Duration::ZERO), "opened after it");
         std::thread::sleep(Duration::from_millis(20));
         let opened_during_outage = Duration::from_millis(10);
         reopen.write_began();
-        assert!(!reopen.keeps(opened_during_outage), "opened during the outage");
+        assert!(
+            !reopen.keeps(opened_during_outage),
+            "opened during the outage"
+        );
         std::thread::sleep(Duration::from_millis(20));
         reopen.write_began();
         assert!(

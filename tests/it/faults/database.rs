@@ -70,8 +70,12 @@ async fn killed_connections() {
         kills += 1;
     }
     kill_connections(server.database_url()).await;
-    load.wait_for_acknowledged(50, Duration::from_secs(30), "writes resumed after the kills")
-        .await;
+    load.wait_for_acknowledged(
+        50,
+        Duration::from_secs(30),
+        "writes resumed after the kills",
+    )
+    .await;
     load.finish_and_check(&client, "connections killed").await;
 }
 

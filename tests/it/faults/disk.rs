@@ -128,8 +128,12 @@ async fn sqlite_on_a_filesystem_that_turns_read_only() {
     let fault = std::time::Instant::now();
     std::fs::write(format!("/sys/fs/ext4/{name}/trigger_fs_error"), "1")
         .expect("trigger an ext4 error");
-    load.wait_for_failed(3, Duration::from_secs(30), "writes failed on the read-only disk")
-        .await;
+    load.wait_for_failed(
+        3,
+        Duration::from_secs(30),
+        "writes failed on the read-only disk",
+    )
+    .await;
     let head = crate::harness::head_revision(&client).await;
     assert!(head > 1, "reads go on while the disk is read-only");
     // The operator's repair: unmount (lazily: etcdshim still holds the old files), check the
@@ -149,7 +153,10 @@ async fn sqlite_on_a_filesystem_that_turns_read_only() {
         .status()
         .expect("e2fsck");
     // 0: clean, 1: errors corrected.
-    assert!(matches!(checked.code(), Some(0 | 1)), "e2fsck repaired the image: {checked}");
+    assert!(
+        matches!(checked.code(), Some(0 | 1)),
+        "e2fsck repaired the image: {checked}"
+    );
     run(Command::new("mount")
         .args(["-o", "loop,errors=remount-ro"])
         .arg(&repaired)

@@ -160,7 +160,10 @@ impl WriteLoad {
         };
         let stored = client
             .clone()
-            .get(PREFIX, Some(GetOptions::new().with_prefix().with_keys_only()))
+            .get(
+                PREFIX,
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            )
             .await
             .expect("list what was written");
         let stored: BTreeMap<String, i64> = stored

@@ -24,20 +24,27 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Where every key of a history lives.
 pub const PREFIX: &str = "lin/";
 
-/// Runs `clients` clients (client `i` on `endpoints[i % len]`) for `duration` and returns what
-/// they saw, in call order.
+/// What the clients saw, in call order, and how many of their requests failed or timed out
+/// (reads among them, which the history leaves out).
+pub struct Recorded {
+    pub history: Vec<Operation>,
+    pub failed: usize,
+}
+
+/// Runs `clients` clients (client `i` on `endpoints[i % len]`) for `duration`.
 pub async fn record(
     endpoints: &[String],
     clients: usize,
     duration: Duration,
     seed: u64,
-) -> Vec<Operation> {
+) -> Recorded {
     let start = Instant::now();
     let history = Arc::new(Mutex::new(Vec::new()));
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for client in 0..clients {
         let endpoint = endpoints[client % endpoints.len()].clone();
-        let history = history.clone();
+        let (history, failed) = (history.clone(), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(client as u64));
             let options = ConnectOptions::new()
@@ -68,6 +75,7 @@ pub async fn record(
                     Ok(Err(_)) | Err(_) => None,
                 };
                 if answer.is_none() {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // One unanswered request per client and fault, not one every few
                     // milliseconds while it lasts (each multiplies the checker's search): wait
                     // on a fresh connection until the server answers a read outside the model.
@@ -99,7 +107,10 @@ pub async fn record(
     }
     let mut history = std::mem::take(&mut *history.lock().await);
     history.sort_by_key(|operation| operation.call);
-    history
+    Recorded {
+        history,
+        failed: failed.load(std::sync::atomic::Ordering::Relaxed),
+    }
 }
 
 fn nanos(start: Instant) -> u64 {
@@ -135,7 +146,12 @@ fn remember(seen: &mut HashMap<String, Option<String>>, input: &Input, output: &
             seen.insert(key.clone(), value.clone());
         }
         (Input::Put { key, value }, _)
-        | (Input::CompareAndSwap { key, value, .. }, Output::CompareAndSwap { succeeded: true, .. }) => {
+        | (
+            Input::CompareAndSwap { key, value, .. },
+            Output::CompareAndSwap {
+                succeeded: true, ..
+            },
+        ) => {
             seen.insert(key.clone(), Some(value.clone()));
         }
         (Input::Delete { key }, _) => {
@@ -147,7 +163,9 @@ fn remember(seen: &mut HashMap<String, Option<String>>, input: &Input, output: &
 
 async fn send(etcd: &mut etcd_client::Client, input: &Input) -> Result<Output, etcd_client::Error> {
     let revision = |header: Option<&etcd_client::ResponseHeader>| {
-        header.map(|h| h.revision()).expect("every answer has a header")
+        header
+            .map(|h| h.revision())
+            .expect("every answer has a header")
     };
     Ok(match input {
         Input::Get { key } => {

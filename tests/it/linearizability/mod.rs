@@ -15,15 +15,20 @@ use etcdshim::ServerOptions;
 use checker::{Input, Operation, Output, Verdict, check};
 
 use crate::crash::{Process, connect, spawn};
-use crate::harness::{
-    Backend, TestServer, current_backend, fresh_endpoint, free_port,
-};
+use crate::harness::{Backend, TestServer, current_backend, free_port, fresh_endpoint};
 use crate::private_db::{PrivateMariadb, PrivatePostgres, Restartable, postgres_bin};
 
 const SERVERS: usize = 3;
 const CLIENTS: usize = 12;
 
-fn assert_linearizable(history: &[Operation], what: &str) {
+/// Checks a recording; `faulted`: a fault struck while it ran, so some requests must have
+/// failed (a fault test that cannot show its fault asserts nothing about it).
+fn assert_linearizable(recorded: &history::Recorded, faulted: bool, what: &str) {
+    let history = &recorded.history;
+    assert!(
+        !faulted || recorded.failed > 0,
+        "{what}: no request failed, so the fault was not seen"
+    );
     let answered = history.iter().filter(|o| o.answer.is_some()).count();
     let unanswered = history.len() - answered;
     assert!(
@@ -36,7 +41,10 @@ fn assert_linearizable(history: &[Operation], what: &str) {
         Verdict::Linearizable,
         "{what}: {answered} answered and {unanswered} unanswered operations"
     );
-    eprintln!("{what}: linearizable, {answered} answered and {unanswered} unanswered operations");
+    eprintln!(
+        "{what}: linearizable, {answered} answered and {unanswered} unanswered operations ({} requests failed)",
+        recorded.failed
+    );
 }
 
 /// `history` with one read answered from the past: a read that began after a put to its key
@@ -45,12 +53,14 @@ fn with_stale_read(history: &[Operation]) -> Option<Vec<Operation>> {
     let reads: Vec<(usize, &String, u64, u64, &Output)> = history
         .iter()
         .enumerate()
-        .filter_map(|(index, operation)| match (&operation.input, &operation.answer) {
-            (Input::Get { key }, Some((returned, output))) => {
-                Some((index, key, operation.call, *returned, output))
-            }
-            _ => None,
-        })
+        .filter_map(
+            |(index, operation)| match (&operation.input, &operation.answer) {
+                (Input::Get { key }, Some((returned, output))) => {
+                    Some((index, key, operation.call, *returned, output))
+                }
+                _ => None,
+            },
+        )
         .collect();
     for put in history {
         let (Input::Put { key, .. }, Some((put_returned, Output::Put { revision }))) =
@@ -58,11 +68,9 @@ fn with_stale_read(history: &[Operation]) -> Option<Vec<Operation>> {
         else {
             continue;
         };
-        let before = reads
-            .iter()
-            .find(|(_, k, _, returned, output)| {
-                *k == key && *returned < put.call && revision_of(output) < *revision
-            });
+        let before = reads.iter().find(|(_, k, _, returned, output)| {
+            *k == key && *returned < put.call && revision_of(output) < *revision
+        });
         let after = reads
             .iter()
             .find(|(_, k, call, _, _)| *k == key && *call > *put_returned);
@@ -95,13 +103,12 @@ fn with_lost_write(history: &[Operation]) -> Option<Vec<Operation>> {
         });
         let Some(seen) = seen else { continue };
         // What the key held before: the value of the last answered put to it before this one.
-        let previous = history[..index]
-            .iter()
-            .rev()
-            .find_map(|operation| match (&operation.input, &operation.answer) {
+        let previous = history[..index].iter().rev().find_map(|operation| {
+            match (&operation.input, &operation.answer) {
                 (Input::Put { key: k, value }, Some(_)) if k == key => Some(value.clone()),
                 _ => None,
-            });
+            }
+        });
         // Not absence: an unanswered delete could explain that one.
         let Some(previous) = previous else { continue };
         let mut broken = history.to_vec();
@@ -142,16 +149,17 @@ crate::on_every_backend! {
             .chain(&others)
             .map(TestServer::endpoint)
             .collect();
-        let history = history::record(&endpoints, CLIENTS, Duration::from_secs(4), 1).await;
-        assert_linearizable(&history, "servers on one database");
+        let recorded = history::record(&endpoints, CLIENTS, Duration::from_secs(4), 1).await;
+        assert_linearizable(&recorded, false, "servers on one database");
+        let history = &recorded.history;
 
         // The checker is not blind: the same history, broken on purpose, is rejected.
-        let stale = with_stale_read(&history).expect("a read after a put to its key");
+        let stale = with_stale_read(history).expect("a read after a put to its key");
         assert!(
             matches!(check(&stale), Verdict::Violation { .. }),
             "a stale read was not caught"
         );
-        let lost = with_lost_write(&history).expect("a read that saw a put");
+        let lost = with_lost_write(history).expect("a read that saw a put");
         assert!(
             matches!(check(&lost), Verdict::Violation { .. }),
             "a lost write was not caught"
@@ -177,8 +185,8 @@ crate::on_every_backend! {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let victim = processes.remove(0);
         processes.insert(0, spawn_after_kill(victim, &endpoint, &addresses[0]).await);
-        let history = recording.await.expect("recording");
-        assert_linearizable(&history, "one server killed");
+        let recorded = recording.await.expect("recording");
+        assert_linearizable(&recorded, true, "one server killed");
         drop(processes);
     }
 }
@@ -208,8 +216,8 @@ async fn linearizable_while_the_database_restarts(database: &mut dyn Restartable
     database.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     database.start();
-    let history = recording.await.expect("recording");
-    assert_linearizable(&history, what);
+    let recorded = recording.await.expect("recording");
+    assert_linearizable(&recorded, true, what);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
