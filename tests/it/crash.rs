@@ -102,16 +102,7 @@ async fn sigkill_under_load_loses_no_acknowledged_write() {
         head >= highest_seen,
         "the revision went back from {highest_seen} to {head}"
     );
-    let stored: BTreeMap<String, i64> = all
-        .kvs()
-        .iter()
-        .map(|kv| {
-            (
-                String::from_utf8_lossy(kv.key()).into_owned(),
-                kv.mod_revision(),
-            )
-        })
-        .collect();
+    let stored = crate::harness::mod_revisions(&all);
     assert!(
         acknowledged.len() > 100,
         "the writers got work done: {}",

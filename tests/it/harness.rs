@@ -309,6 +309,22 @@ pub async fn head_revision(client: &etcd_client::Client) -> i64 {
         .revision()
 }
 
+/// Each key of a range response with its `mod_revision`.
+pub fn mod_revisions(
+    response: &etcd_client::GetResponse,
+) -> std::collections::BTreeMap<String, i64> {
+    response
+        .kvs()
+        .iter()
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(kv.key()).into_owned(),
+                kv.mod_revision(),
+            )
+        })
+        .collect()
+}
+
 /// The gRPC code and message of a failed call.
 pub fn status_of<T: std::fmt::Debug>(
     result: Result<T, etcd_client::Error>,

@@ -10,7 +10,6 @@
 mod database;
 mod disk;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -166,16 +165,7 @@ impl WriteLoad {
             )
             .await
             .expect("list what was written");
-        let stored: BTreeMap<String, i64> = stored
-            .kvs()
-            .iter()
-            .map(|kv| {
-                (
-                    String::from_utf8_lossy(kv.key()).into_owned(),
-                    kv.mod_revision(),
-                )
-            })
-            .collect();
+        let stored = crate::harness::mod_revisions(&stored);
         let mut lost_by_filesystem = Vec::new();
         for (key, revision, at) in &seen.acknowledged {
             let halves = ["a", "b"].map(|half| stored.get(&format!("{key}/{half}")));
