@@ -88,7 +88,8 @@ status=0
 wait "$LEASES" || true
 # Leases of 2 s expire within a second or two of their TTL.
 sleep 6
-left=$("${CTL[@]}" get --prefix /soak/leased/ --count-only -w fields | awk '/"Count"/ { print $3 }')
+left=$("${CTL[@]}" get --prefix /soak/leased/ --limit 1 -w json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin).get("count", 0))')
 written=$(wc -l <"$LEASED")
 kill "$WATCHER" 2>/dev/null || true
 puts=$(grep -c '^PUT$' "$WORK/soak-watch.txt" || true)

@@ -20,6 +20,7 @@ fn harness() -> &'static Harness {
             .enable_all()
             .build()
             .expect("runtime");
+        remove_stores_of_gone_processes();
         let dir =
             std::path::PathBuf::from(format!("/dev/shm/etcdshim-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("store folder");
@@ -32,6 +33,22 @@ fn harness() -> &'static Harness {
             _dir: dir,
         }
     })
+}
+
+/// libFuzzer ends its process without running destructors: the stores of earlier runs whose
+/// process is gone are removed here instead.
+fn remove_stores_of_gone_processes() {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("etcdshim-fuzz-")
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Feeds one input to `target`.
