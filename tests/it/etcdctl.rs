@@ -7,7 +7,13 @@ use std::process::{Command, Stdio};
 
 use crate::harness::{TestServer, require_tool};
 
-fn etcdctl(binary: &Path, endpoint: &str, args: &[&str], stdin: Option<&str>) -> String {
+/// Runs etcdctl against `endpoint` with `stdin` (if any) as its input.
+fn etcdctl_output(
+    binary: &Path,
+    endpoint: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
     let mut child = Command::new(binary)
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
@@ -26,7 +32,12 @@ fn etcdctl(binary: &Path, endpoint: &str, args: &[&str], stdin: Option<&str>) ->
             .expect("write stdin");
     }
     drop(child.stdin.take());
-    let output = child.wait_with_output().expect("etcdctl output");
+    child.wait_with_output().expect("etcdctl output")
+}
+
+/// etcdctl's standard output; the command must succeed.
+fn etcdctl(binary: &Path, endpoint: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let output = etcdctl_output(binary, endpoint, args, stdin);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -34,6 +45,14 @@ fn etcdctl(binary: &Path, endpoint: &str, args: &[&str], stdin: Option<&str>) ->
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Whether etcdctl succeeded, and all it said (standard output, then standard error).
+fn etcdctl_said(binary: &Path, endpoint: &str, args: &[&str]) -> (bool, String) {
+    let output = etcdctl_output(binary, endpoint, args, None);
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), said)
 }
 
 crate::on_every_backend! {
@@ -59,18 +78,7 @@ async fn checks_and_snapshots(binary: &Path) {
     let run = |args: &[&str]| etcdctl(binary, &endpoint, args, None);
     // etcdctl's verdicts on throughput and latency are timings of this machine, not of
     // etcdshim's correctness: the check must run every write it plans, and none may fail.
-    let perf = Command::new(binary)
-        .env("ETCDCTL_API", "3")
-        .args([
-            format!("--endpoints={endpoint}").as_str(),
-            "check",
-            "perf",
-            "--load=s",
-        ])
-        .output()
-        .expect("run etcdctl check perf");
-    let perf =
-        String::from_utf8_lossy(&perf.stdout).into_owned() + &String::from_utf8_lossy(&perf.stderr);
+    let (_, perf) = etcdctl_said(binary, &endpoint, &["check", "perf", "--load=s"]);
     assert!(
         perf.contains("60 / 60"),
         "check perf did not finish: {perf}"
@@ -94,39 +102,19 @@ async fn checks_and_snapshots(binary: &Path) {
         .and_then(|digits| digits.parse().ok())
         .expect("a header revision");
     run(&["compaction", &(head - 1).to_string()]);
-    let below = Command::new(binary)
-        .env("ETCDCTL_API", "3")
-        .args([
-            format!("--endpoints={endpoint}").as_str(),
-            "watch",
-            "/w/",
-            "--prefix",
-            &format!("--rev={}", head - 2),
-        ])
-        .output()
-        .expect("etcdctl watch");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&below.stdout),
-        String::from_utf8_lossy(&below.stderr)
+    let (_, said) = etcdctl_said(
+        binary,
+        &endpoint,
+        &["watch", "/w/", "--prefix", &format!("--rev={}", head - 2)],
     );
     assert!(
         said.contains("required revision has been compacted"),
         "{said}"
     );
     let dir = tempfile::tempdir().expect("dir");
-    let saved = Command::new(binary)
-        .env("ETCDCTL_API", "3")
-        .args([
-            format!("--endpoints={endpoint}").as_str(),
-            "snapshot",
-            "save",
-            &dir.path().join("snapshot.db").display().to_string(),
-        ])
-        .output()
-        .expect("etcdctl snapshot save");
-    let said = String::from_utf8_lossy(&saved.stderr);
-    assert!(!saved.status.success(), "{said}");
+    let snapshot = dir.path().join("snapshot.db").display().to_string();
+    let (saved, said) = etcdctl_said(binary, &endpoint, &["snapshot", "save", &snapshot]);
+    assert!(!saved, "{said}");
     assert!(
         said.contains("Unimplemented") && said.contains("back up the"),
         "{said}"
@@ -160,18 +148,11 @@ async fn every_command(binary: &Path) {
     assert_eq!(run(&["get", "/app/c", "--print-value-only"]), "yes\n");
 
     assert_eq!(run(&["compaction", "3"]), "compacted revision 3\n");
-    let failed = Command::new(&binary)
-        .args([
-            format!("--endpoints={endpoint}").as_str(),
-            "get",
-            "/app/a",
-            "--rev=2",
-        ])
-        .output()
-        .expect("etcdctl");
-    assert!(!failed.status.success());
+    let (succeeded, said) = etcdctl_said(&binary, &endpoint, &["get", "/app/a", "--rev=2"]);
+    assert!(!succeeded);
     assert!(
-        String::from_utf8_lossy(&failed.stderr).contains("required revision has been compacted")
+        said.contains("required revision has been compacted"),
+        "{said}"
     );
 
     let status = run(&["endpoint", "status", "-w", "json"]);
@@ -183,22 +164,10 @@ async fn every_command(binary: &Path) {
         "{status}"
     );
     assert!(status.contains("\"revision\":6"), "{status}");
-    let health = Command::new(&binary)
-        .args([
-            format!("--endpoints={endpoint}").as_str(),
-            "endpoint",
-            "health",
-        ])
-        .output()
-        .expect("etcdctl");
     // etcdctl 3.4 prints health to standard error, 3.5 to standard output.
-    let health_text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&health.stdout),
-        String::from_utf8_lossy(&health.stderr)
-    );
+    let (healthy, health_text) = etcdctl_said(&binary, &endpoint, &["endpoint", "health"]);
     assert!(
-        health.status.success() && health_text.contains("is healthy"),
+        healthy && health_text.contains("is healthy"),
         "{health_text}"
     );
     let members = run(&["member", "list"]);
