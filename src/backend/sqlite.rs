@@ -16,7 +16,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::DatastoreOptions;
 use super::sql::reopen::Reopen;
 use super::sql::template::Placeholders;
-use super::sql::{Dialect, SqlBackend};
+use super::sql::{Dialect, LocalFile, SqlBackend};
 use crate::error::{Error, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -162,7 +162,7 @@ pub async fn open(path: &str, options: &DatastoreOptions) -> Result<SqlBackend<S
     {
         tokio::fs::create_dir_all(parent).await?;
     }
-    let exclusive = lock_exclusively(path).await?;
+    let lock = lock_exclusively(path).await?;
     let connect = SqliteConnectOptions::from_str("sqlite:")?
         .filename(path)
         .journal_mode(SqliteJournalMode::Wal)
@@ -198,5 +198,13 @@ pub async fn open(path: &str, options: &DatastoreOptions) -> Result<SqlBackend<S
                 .pragma("query_only", "true"),
         )
         .await?;
-    Ok(SqlBackend::new(reads, writes, None, Some(reopen)).holding(exclusive))
+    Ok(SqlBackend::new(
+        reads,
+        writes,
+        None,
+        Some(LocalFile {
+            reopen,
+            _lock: lock,
+        }),
+    ))
 }

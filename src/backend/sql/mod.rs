@@ -52,11 +52,17 @@ pub struct SqlBackend<D: Dialect> {
     sql: Arc<Statements>,
     /// Woken when another process may have committed.
     changes: Option<Arc<Notify>>,
-    /// SQLite: which connections a failed write retired (see [`reopen`]).
-    reopen: Option<Arc<reopen::Reopen>>,
-    /// SQLite: the lock file that keeps other servers off the database, held while this lives.
-    _exclusive: Option<std::fs::File>,
+    /// SQLite: what belongs to the one database file (see [`LocalFile`]).
+    file: Option<LocalFile>,
     dialect: PhantomData<fn() -> D>,
+}
+
+/// What a backend on an embedded database file (SQLite) holds besides its pools.
+pub struct LocalFile {
+    /// Which connections a failed write retired (see [`reopen`]).
+    pub reopen: Arc<reopen::Reopen>,
+    /// The lock that keeps other servers off the file, held while the backend lives.
+    pub _lock: std::fs::File,
 }
 
 impl<D: Dialect> SqlBackend<D> {
@@ -65,24 +71,15 @@ impl<D: Dialect> SqlBackend<D> {
         reads: Pool<D::Db>,
         writes: Pool<D::Db>,
         changes: Option<Arc<Notify>>,
-        reopen: Option<Arc<reopen::Reopen>>,
+        file: Option<LocalFile>,
     ) -> SqlBackend<D> {
         SqlBackend {
             reads,
             writes,
             sql: Arc::new(Statements::new::<D>()),
             changes,
-            reopen,
-            _exclusive: None,
+            file,
             dialect: PhantomData,
-        }
-    }
-
-    /// The same backend, holding `lock` for as long as it lives.
-    pub fn holding(self, lock: std::fs::File) -> SqlBackend<D> {
-        SqlBackend {
-            _exclusive: Some(lock),
-            ..self
         }
     }
 
@@ -151,8 +148,8 @@ impl<D: Dialect> Backend for SqlBackend<D> {
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
         let mut txn = self.writes.begin_with(D::BEGIN).await?;
-        if let Some(reopen) = &self.reopen {
-            reopen.write_began();
+        if let Some(file) = &self.file {
+            file.reopen.write_began();
         }
         let locked = if D::SHARED {
             let revision = D::Db::fetch_all(&mut txn, &self.sql.lock_revision, &[]).await?;
@@ -169,8 +166,8 @@ impl<D: Dialect> Backend for SqlBackend<D> {
     }
 
     fn write_failed(&self) {
-        if let Some(reopen) = &self.reopen {
-            reopen.write_failed();
+        if let Some(file) = &self.file {
+            file.reopen.write_failed();
         }
     }
 

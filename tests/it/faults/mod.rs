@@ -100,19 +100,27 @@ impl WriteLoad {
 
     /// Waits until `more` further transactions have been acknowledged, failing after `within`.
     pub(crate) async fn wait_for_acknowledged(&self, more: usize, within: Duration, what: &str) {
-        let target = self.counts().await.0 + more;
-        let deadline = tokio::time::Instant::now() + within;
-        while self.counts().await.0 < target {
-            assert!(tokio::time::Instant::now() < deadline, "{what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_for(|(acknowledged, _)| acknowledged, more, within, what)
+            .await;
     }
 
     /// Waits until `more` further transactions have failed, failing after `within`.
     pub(crate) async fn wait_for_failed(&self, more: usize, within: Duration, what: &str) {
-        let target = self.counts().await.1 + more;
+        self.wait_for(|(_, failed)| failed, more, within, what)
+            .await;
+    }
+
+    /// Waits until the count `pick` takes from (acknowledged, failed) has grown by `more`.
+    async fn wait_for(
+        &self,
+        pick: fn((usize, usize)) -> usize,
+        more: usize,
+        within: Duration,
+        what: &str,
+    ) {
+        let target = pick(self.counts().await) + more;
         let deadline = tokio::time::Instant::now() + within;
-        while self.counts().await.1 < target {
+        while pick(self.counts().await) < target {
             assert!(tokio::time::Instant::now() < deadline, "{what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
