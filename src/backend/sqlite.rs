@@ -121,10 +121,14 @@ fn kept_by(
 /// the disk is full or failing, SQLite rolls the transaction back itself; sqlx's ROLLBACK then
 /// fails too ("no transaction is active") and sqlx goes on counting the transaction as open,
 /// refusing every later BEGIN on that connection: the server would fail every write until
-/// restarted. The ping runs after the rollback sqlx queued when the transaction was dropped, so
-/// the count it leaves is the final one; a connection still counted in a transaction is closed,
-/// and the pool opens a fresh one for the next batch.
+/// restarted. A committed batch leaves no transaction counted, and is kept at once; otherwise
+/// the ping runs after the rollback sqlx queued when the transaction was dropped, so the count
+/// it leaves is the final one; a connection still counted in a transaction is closed, and the
+/// pool opens a fresh one for the next batch.
 async fn still_usable(conn: &mut sqlx::SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
     conn.ping().await?;
     let usable = !conn.is_in_transaction();
     if !usable {
