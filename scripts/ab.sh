@@ -5,6 +5,7 @@
 #
 #   scripts/ab.sh OLD_BINARY NEW_BINARY [TARGET...]     (default targets: sqlite postgres)
 #   ROUNDS=2 (default) rounds of every target with each binary.
+#   CASES="put txn-put" runs only those workloads (scripts/lib.sh, small_cases).
 #
 # Results go to $RESULTS (default /tmp/etcdshim-bench/ab.jsonl, replaced each run), tagged
 # TARGET@old and TARGET@new. The new binary is also the bench client of both sides.

@@ -5,7 +5,8 @@
 # alike; then the table of medians, each as a ratio to etcd's.
 #
 #   scripts/etcd-tool-vs.sh [TARGET...]     (default: etcd sqlite postgres mysql)
-#   ROUNDS=2 (default), CONNS=10 and CLIENTS=100 (default) as in etcd's performance docs.
+#   ROUNDS=2 (default), CONNS=10 and CLIENTS=100 (default) as in etcd's performance docs;
+#   CASES="tool-range tool-range-absent" runs only those workloads.
 #
 # Workloads: put (8-byte keys over 100,000, 256-byte values), txn-put (a txn of one put over
 # 10,000 keys), range of one key present and absent (linearizable), stm (read-modify-write txns
@@ -29,6 +30,7 @@ prepare etcd-tool etcd sqlite postgres mysql -- "$@"
 tool() {
     local target="$1" case="$2"
     shift 2
+    if [ -n "${CASES:-}" ] && [[ " $CASES " != *" $case "* ]]; then return 0; fi
     "$TOOL" --endpoints "127.0.0.1:$PORT" --conns "$CONNS" --clients "$CLIENTS" "$@" 2>/dev/null |
         python3 -c '
 import json, re, sys

@@ -118,6 +118,14 @@ pub struct Meta {
 }
 
 /// Sizes reported by Maintenance.Status.
+/// A key's live version (if it has one) and the revisions of the snapshot it was read in.
+#[derive(Debug)]
+pub struct KeyAtLatest {
+    pub revision: i64,
+    pub compacted: i64,
+    pub kv: Option<KeyValue>,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DbSize {
     pub allocated: i64,
@@ -253,6 +261,12 @@ pub trait Backend: Send + Sync + 'static {
     /// For a database shared by several processes: its newest revision and compacted revision,
     /// which other processes may have moved. `None` when this process is the only writer.
     async fn latest_revisions(&self) -> Result<Option<(i64, i64)>> {
+        Ok(None)
+    }
+    /// For a database shared by several processes: the newest and compacted revisions and
+    /// `key`'s live version, read by one statement and so from one snapshot (a read of one key
+    /// at the head in one round trip). `None` when this process is the only writer.
+    async fn key_at_latest(&self, _key: &[u8]) -> Result<Option<KeyAtLatest>> {
         Ok(None)
     }
     /// Woken when another process may have committed (PostgreSQL's LISTEN/NOTIFY), so a

@@ -12,6 +12,7 @@ use sqlx::mysql::MySqlConnectOptions;
 
 use super::DatastoreOptions;
 use super::endpoint::{NetworkEndpoint, TlsModes};
+use super::sql::connections::Connections;
 use super::sql::template::Placeholders;
 use super::sql::{Dialect, SqlBackend};
 use crate::error::Result;
@@ -68,20 +69,20 @@ impl Dialect for Mysql {
 pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBackend<Mysql>> {
     let endpoint = NetworkEndpoint::parse(endpoint, "", &options.tls, TLS_MODES)?;
     create_database(&endpoint).await?;
-    let pool = options
-        .pool::<sqlx::MySql>()
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            })
-        })
-        .connect_with(options.logged(MySqlConnectOptions::from_str(&endpoint.url)?))
-        .await?;
-    migrate(&pool, &endpoint.database).await?;
-    Ok(SqlBackend::new(pool.clone(), pool, None, None))
+    let connections = Connections::<sqlx::MySql>::open(
+        options.logged(MySqlConnectOptions::from_str(&endpoint.url)?),
+        options.limits(vec![
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        ]),
+    )
+    .await?;
+    migrate(&connections, &endpoint.database).await?;
+    Ok(SqlBackend::new(
+        connections.clone(),
+        connections,
+        None,
+        None,
+    ))
 }
 
 /// A pool on the existing database `endpoint` names (a Kine database to import).
@@ -100,13 +101,13 @@ const MIGRATION_WAIT_SECONDS: i64 = 3600;
 /// `GET_LOCK(name, -1)`, which MariaDB answers with NULL at once instead of waiting: two servers
 /// started together on a new database then both applied the first migration, and one failed
 /// ("migration 1 is partially applied"). So a lock with a positive timeout is held around it.
-async fn migrate(pool: &sqlx::MySqlPool, database: &str) -> Result<()> {
+async fn migrate(connections: &Connections<sqlx::MySql>, database: &str) -> Result<()> {
     let name = format!("etcdshim-migrations-{database}");
-    let mut holder = pool.acquire().await?;
+    let mut holder = connections.acquire().await?;
     let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
         .bind(&name)
         .bind(MIGRATION_WAIT_SECONDS)
-        .fetch_one(&mut *holder)
+        .fetch_one(holder.raw())
         .await?;
     if locked != Some(1) {
         return Err(sqlx::Error::Protocol(format!(
@@ -114,10 +115,10 @@ async fn migrate(pool: &sqlx::MySqlPool, database: &str) -> Result<()> {
         ))
         .into());
     }
-    let migrated = MIGRATOR.run(pool).await;
+    let migrated = MIGRATOR.run(connections.acquire().await?.raw()).await;
     sqlx::query("SELECT RELEASE_LOCK(?)")
         .bind(&name)
-        .execute(&mut *holder)
+        .execute(holder.raw())
         .await?;
     Ok(migrated?)
 }

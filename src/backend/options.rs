@@ -7,6 +7,8 @@ use std::time::Duration;
 use sqlx::ConnectOptions;
 use sqlx::pool::PoolOptions;
 
+use super::sql::connections::Limits;
+
 #[derive(Clone, Debug)]
 pub struct DatastoreOptions {
     /// PostgreSQL/MySQL: the most connections the pool opens; 0 means no limit, as in Kine
@@ -26,6 +28,9 @@ pub struct DatastoreOptions {
     pub tls: DatabaseTls,
 }
 
+/// How long a statement waits for a connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The pool size that stands for "no limit".
 pub const UNLIMITED_CONNECTIONS: u32 = 10_000;
 
@@ -43,8 +48,8 @@ impl Default for DatastoreOptions {
 }
 
 impl DatastoreOptions {
-    /// A pool of PostgreSQL or MySQL connections sized as these options say.
-    pub(super) fn pool<DB: sqlx::Database>(&self) -> PoolOptions<DB> {
+    /// The most connections open at once, and how many are opened at start.
+    fn sizes(&self) -> (u32, u32) {
         let max_open = match self.max_open {
             0 => UNLIMITED_CONNECTIONS,
             n => n.max(2),
@@ -53,11 +58,31 @@ impl DatastoreOptions {
             0 => 2,
             n => u32::try_from(n).unwrap_or(0),
         };
+        (max_open, idle.min(max_open))
+    }
+
+    /// The backend's PostgreSQL or MySQL connections, sized as these options say; each new
+    /// one runs `on_connect` first.
+    pub(super) fn limits(&self, on_connect: Vec<&'static str>) -> Limits {
+        let (max, min) = self.sizes();
+        Limits {
+            max,
+            min,
+            max_lifetime: self.max_lifetime,
+            acquire_timeout: ACQUIRE_TIMEOUT,
+            on_connect,
+            keep: None,
+        }
+    }
+
+    /// A sqlx pool sized the same way (reading a Kine database to import).
+    pub(super) fn pool<DB: sqlx::Database>(&self) -> PoolOptions<DB> {
+        let (max, min) = self.sizes();
         PoolOptions::new()
-            .max_connections(max_open)
-            .min_connections(idle.min(max_open))
+            .max_connections(max)
+            .min_connections(min)
             .max_lifetime(self.max_lifetime)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
     }
 
     /// `options` logging every statement at trace level and slow ones at info level.

@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use super::DatastoreOptions;
 use super::endpoint::{NetworkEndpoint, TlsModes};
+use super::sql::connections::Connections;
 use super::sql::template::Placeholders;
 use super::sql::{Dialect, SqlBackend};
 use crate::error::Result;
@@ -69,18 +70,22 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBacke
     // Names this process's connections, and so its notifications.
     let name = format!("etcdshim-{:016x}", rand::random::<u64>());
     let connect = PgConnectOptions::from_str(&endpoint.url)?.application_name(&name);
-    let pool = options
-        .pool::<sqlx::Postgres>()
-        .connect_with(options.logged(connect))
-        .await?;
-    MIGRATOR.run(&pool).await?;
+    let connections =
+        Connections::<sqlx::Postgres>::open(options.logged(connect), options.limits(Vec::new()))
+            .await?;
+    MIGRATOR.run(connections.acquire().await?.raw()).await?;
     let changes = Arc::new(Notify::new());
     tokio::spawn(listen_for_changes(
         endpoint.url,
         name,
         Arc::downgrade(&changes),
     ));
-    Ok(SqlBackend::new(pool.clone(), pool, Some(changes), None))
+    Ok(SqlBackend::new(
+        connections.clone(),
+        connections,
+        Some(changes),
+        None,
+    ))
 }
 
 /// A pool on the existing database `endpoint` names (a Kine database to import).

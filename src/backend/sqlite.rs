@@ -13,6 +13,8 @@ use std::time::Duration;
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::sql::connections::{Connections, KeepCheck, Limits};
+
 use super::DatastoreOptions;
 use super::sql::reopen::Reopen;
 use super::sql::template::Placeholders;
@@ -38,11 +40,14 @@ const READER_CACHE_KIB: &str = "-4096";
 /// short transactions) before its batch fails.
 const WRITER_WAIT: Duration = Duration::from_secs(60);
 
+/// How long a read waits for one of the reader connections.
+const READER_WAIT: Duration = Duration::from_secs(30);
+
 pub struct Sqlite;
 
 impl Dialect for Sqlite {
     type Db = sqlx::Sqlite;
-    const PLACEHOLDERS: Placeholders = Placeholders::NumberedQuestion;
+    const PLACEHOLDERS: Placeholders = Placeholders::Question;
     const KEY: &'static str = "key";
     const SHARED: bool = false;
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
@@ -95,50 +100,6 @@ async fn lock_exclusively(path: &str) -> Result<std::fs::File> {
     }
 }
 
-/// The answer of a pool's check on a connection, as sqlx's hooks return it.
-type CheckFuture<'c> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = std::result::Result<bool, sqlx::Error>> + Send + 'c>,
->;
-
-/// The pools' check before handing out a connection: not one a failed write retired.
-fn kept_by(
-    reopen: &Arc<Reopen>,
-) -> impl for<'c> Fn(
-    &'c mut sqlx::SqliteConnection,
-    sqlx::pool::PoolConnectionMetadata,
-) -> CheckFuture<'c>
-+ Send
-+ Sync
-+ 'static {
-    let reopen = reopen.clone();
-    move |_, meta| {
-        let keep = reopen.keeps(meta.age);
-        Box::pin(async move { Ok(keep) })
-    }
-}
-
-/// Whether the writer connection may serve the next transaction. When a COMMIT fails because
-/// the disk is full or failing, SQLite rolls the transaction back itself; sqlx's ROLLBACK then
-/// fails too ("no transaction is active") and sqlx goes on counting the transaction as open,
-/// refusing every later BEGIN on that connection: the server would fail every write until
-/// restarted. A committed batch leaves no transaction counted, and is kept at once; otherwise
-/// the ping runs after the rollback sqlx queued when the transaction was dropped, so the count
-/// it leaves is the final one; a connection still counted in a transaction is closed, and the
-/// pool opens a fresh one for the next batch.
-async fn still_usable(conn: &mut sqlx::SqliteConnection) -> std::result::Result<bool, sqlx::Error> {
-    if !conn.is_in_transaction() {
-        return Ok(true);
-    }
-    conn.ping().await?;
-    let usable = !conn.is_in_transaction();
-    if !usable {
-        tracing::warn!(
-            "the SQLite writer connection was left in a failed transaction; reopening it"
-        );
-    }
-    Ok(usable)
-}
-
 /// The database file at `path`, read-only (a Kine database to import).
 pub async fn read_only(path: &str) -> Result<sqlx::SqlitePool> {
     if !Path::new(path).is_file() {
@@ -182,26 +143,39 @@ pub async fn open(path: &str, options: &DatastoreOptions) -> Result<SqlBackend<S
         .close()
         .await?;
     let reopen = Arc::new(Reopen::default());
-    let writes = SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .acquire_timeout(WRITER_WAIT)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .after_release(|conn, _| Box::pin(async move { still_usable(conn).await }))
-        .before_acquire(kept_by(&reopen))
-        .connect_with(connect.clone().pragma("cache_size", WRITER_CACHE_KIB))
-        .await?;
-    MIGRATOR.run(&writes).await?;
-    let reads = SqlitePoolOptions::new()
-        .max_connections(READ_POOL_SIZE)
-        .before_acquire(kept_by(&reopen))
-        .connect_with(
-            connect
-                .pragma("cache_size", READER_CACHE_KIB)
-                .pragma("query_only", "true"),
-        )
-        .await?;
+    let keep: KeepCheck = {
+        let reopen = reopen.clone();
+        Arc::new(move |age| reopen.keeps(age))
+    };
+    // A failed COMMIT (a full or failing disk) leaves the writer's connection closed by
+    // `connections`, so the next batch begins on a fresh one whatever state SQLite left.
+    let writes = Connections::open(
+        connect.clone().pragma("cache_size", WRITER_CACHE_KIB),
+        Limits {
+            max: 1,
+            min: 1,
+            max_lifetime: None,
+            acquire_timeout: WRITER_WAIT,
+            on_connect: Vec::new(),
+            keep: Some(keep.clone()),
+        },
+    )
+    .await?;
+    MIGRATOR.run(writes.acquire().await?.raw()).await?;
+    let reads = Connections::open(
+        connect
+            .pragma("cache_size", READER_CACHE_KIB)
+            .pragma("query_only", "true"),
+        Limits {
+            max: READ_POOL_SIZE,
+            min: 1,
+            max_lifetime: None,
+            acquire_timeout: READER_WAIT,
+            on_connect: Vec::new(),
+            keep: Some(keep),
+        },
+    )
+    .await?;
     Ok(SqlBackend::new(
         reads,
         writes,

@@ -40,6 +40,13 @@ pub trait Driver: Database {
         arguments: &[Value<'_>],
     ) -> BoxFuture<'c, Result<u64, sqlx::Error>>;
 
+    /// Runs a statement without arguments and unprepared (`BEGIN`, `COMMIT`, a session
+    /// setting).
+    fn run_plain<'c>(
+        conn: &'c mut Self::Connection,
+        statement: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>>;
+
     fn int(row: &Self::Row, column: usize) -> Result<i64, sqlx::Error>;
     fn maybe_int(row: &Self::Row, column: usize) -> Result<Option<i64>, sqlx::Error>;
     /// A SMALLINT used as a flag (non-zero is true).
@@ -118,6 +125,16 @@ where
             }
             Err(err) => Box::pin(std::future::ready(Err(err))),
         }
+    }
+
+    fn run_plain<'c>(
+        conn: &'c mut Self::Connection,
+        statement: &'static str,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            conn.execute(sqlx::raw_sql(statement)).await?;
+            Ok(())
+        })
     }
 
     fn int(row: &Self::Row, column: usize) -> Result<i64, sqlx::Error> {

@@ -11,10 +11,12 @@
 //! PostgreSQL with the same statements (release builds, `etcdshim bench`, this machine):
 //! see docs/design.md, "Why typed drivers".
 //!
-//! Reads take a pooled connection; the sequencer's writes take one transaction at a time from
-//! the write pool, which for SQLite is its own single connection (SQLite has one writer) and
-//! for the network databases is the read pool itself.
+//! Reads take a connection of the read set; the sequencer's writes take one transaction at a
+//! time from the write set, which for SQLite is its own single connection (SQLite has one
+//! writer) and for the network databases is the read set itself ([`connections`] says why
+//! these are not sqlx's pools).
 
+pub mod connections;
 mod counts;
 mod dialect;
 mod driver;
@@ -35,20 +37,22 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rand::Rng as _;
-use sqlx::Pool;
 use tokio::sync::Notify;
 
-use crate::backend::{Backend, Changes, DbSize, KeyRange, KvRead, LeaseRecord, Meta, WriteTxn};
+use crate::backend::{
+    Backend, Changes, DbSize, KeyAtLatest, KeyRange, KvRead, LeaseRecord, Meta, WriteTxn,
+};
 use crate::error::Result;
 use crate::proto::mvccpb::Event;
+use connections::{Connections, Held};
 use driver::{Driver as _, Value};
 use session::{Session, single_int};
 use statements::{RangeArgs, Statements, limit_or_all};
 
 pub struct SqlBackend<D: Dialect> {
-    reads: Pool<D::Db>,
-    /// The pool write transactions come from (for the network databases, `reads` itself).
-    writes: Pool<D::Db>,
+    reads: Connections<D::Db>,
+    /// The connections write transactions run on (for the network databases, `reads` itself).
+    writes: Connections<D::Db>,
     sql: Arc<Statements>,
     /// Woken when another process may have committed.
     changes: Option<Arc<Notify>>,
@@ -66,10 +70,10 @@ pub struct LocalFile {
 }
 
 impl<D: Dialect> SqlBackend<D> {
-    /// A backend over pools already connected and migrated.
+    /// A backend over connections to a migrated database.
     pub fn new(
-        reads: Pool<D::Db>,
-        writes: Pool<D::Db>,
+        reads: Connections<D::Db>,
+        writes: Connections<D::Db>,
         changes: Option<Arc<Notify>>,
         file: Option<LocalFile>,
     ) -> SqlBackend<D> {
@@ -88,24 +92,31 @@ impl<D: Dialect> SqlBackend<D> {
         sql: &template::Sql,
         arguments: &[Value<'_>],
     ) -> Result<Vec<<D::Db as sqlx::Database>::Row>> {
-        let mut conn = self.reads.acquire().await?;
-        Ok(D::Db::fetch_all(&mut conn, sql, arguments).await?)
+        Ok(self
+            .reads
+            .acquire()
+            .await?
+            .fetch_all(sql, arguments)
+            .await?)
+    }
+
+    /// A connection of the write set with a transaction begun by `statement`.
+    async fn begin(&self, statement: &'static str) -> Result<Held<D::Db>> {
+        let mut conn = self.writes.acquire().await?;
+        conn.begin(statement).await?;
+        Ok(conn)
     }
 }
 
 impl<D: Dialect> SqlBackend<D> {
     /// Adds the counts of `closed` prefixes in the rebuild's transaction.
-    async fn flush_counts(
-        &self,
-        txn: &mut sqlx::Transaction<'static, D::Db>,
-        closed: Vec<(Bytes, i64)>,
-    ) -> Result<()> {
+    async fn flush_counts(&self, txn: &mut Held<D::Db>, closed: Vec<(Bytes, i64)>) -> Result<()> {
         for (statement, chunk) in self.sql.add_counts.chunks(&closed) {
             let mut arguments = Vec::with_capacity(chunk.len() * 2);
             for (prefix, live) in chunk {
                 arguments.extend([Value::Bytes(prefix), Value::Int(*live)]);
             }
-            D::Db::execute(txn, statement, &arguments).await?;
+            txn.execute(statement, &arguments).await?;
         }
         Ok(())
     }
@@ -117,8 +128,9 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         let mut conn = self.writes.acquire().await?;
         // Positive and non-zero, as etcd's ids are; kept only where none is stored yet.
         let fresh = || Value::Int(rand::rng().random_range(1..i64::MAX));
-        D::Db::execute(&mut conn, &self.sql.add_identity, &[fresh(), fresh()]).await?;
-        let rows = D::Db::fetch_all(&mut conn, &self.sql.meta, &[]).await?;
+        conn.execute(&self.sql.add_identity, &[fresh(), fresh()])
+            .await?;
+        let rows = conn.fetch_all(&self.sql.meta, &[]).await?;
         let mut meta = Meta {
             revision: 1,
             compacted: -1,
@@ -143,26 +155,22 @@ impl<D: Dialect> Backend for SqlBackend<D> {
 
     async fn reader(&self) -> Result<Box<dyn KvRead>> {
         let conn = self.reads.acquire().await?;
-        Ok(Box::new(Session::<D, _>::new(conn, self.sql.clone(), None)))
+        Ok(Box::new(Session::<D>::new(conn, self.sql.clone(), None)))
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
-        let mut txn = self.writes.begin_with(D::BEGIN).await?;
+        let mut txn = self.begin(D::BEGIN).await?;
         if let Some(file) = &self.file {
             file.reopen.write_began();
         }
         let locked = if D::SHARED {
-            let revision = D::Db::fetch_all(&mut txn, &self.sql.lock_revision, &[]).await?;
-            let compacted = D::Db::fetch_all(&mut txn, &self.sql.compacted, &[]).await?;
+            let revision = txn.fetch_all(&self.sql.lock_revision, &[]).await?;
+            let compacted = txn.fetch_all(&self.sql.compacted, &[]).await?;
             Some((single_int::<D>(&revision)?, single_int::<D>(&compacted)?))
         } else {
             None
         };
-        Ok(Box::new(Session::<D, _>::new(
-            txn,
-            self.sql.clone(),
-            locked,
-        )))
+        Ok(Box::new(Session::<D>::new(txn, self.sql.clone(), locked)))
     }
 
     fn write_failed(&self) {
@@ -172,36 +180,37 @@ impl<D: Dialect> Backend for SqlBackend<D> {
     }
 
     async fn compact_window(&self, after: i64, up_to: i64) -> Result<u64> {
-        let mut txn = self.writes.begin().await?;
+        let mut txn = self.begin("BEGIN").await?;
         let window = [Value::Int(after), Value::Int(up_to)];
         // Each row of the window is at or below the compacted revision, so it supersedes every
         // older row of its key, wherever that row lies; a tombstone there then says nothing a
         // missing row does not. Walking superseding rows visits each change once.
-        let superseded = D::Db::execute(&mut txn, &self.sql.compact_superseded, &window).await?
-            + D::Db::execute(&mut txn, &self.sql.compact_history, &window).await?;
-        let tombstones = D::Db::execute(&mut txn, &self.sql.compact_tombstones, &window).await?;
-        D::Db::execute(&mut txn, &self.sql.save_compact_progress, &window).await?;
+        let superseded = txn.execute(&self.sql.compact_superseded, &window).await?
+            + txn.execute(&self.sql.compact_history, &window).await?;
+        let tombstones = txn.execute(&self.sql.compact_tombstones, &window).await?;
+        txn.execute(&self.sql.save_compact_progress, &window)
+            .await?;
         txn.commit().await?;
         Ok(superseded + tombstones)
     }
 
     async fn ensure_counts(&self) -> Result<()> {
-        let mut txn = self.writes.begin_with(D::BEGIN).await?;
+        let mut txn = self.begin(D::BEGIN).await?;
         if D::SHARED {
             // No other process writes (and moves the counters) while they are rebuilt.
-            D::Db::fetch_all(&mut txn, &self.sql.lock_revision, &[]).await?;
+            txn.fetch_all(&self.sql.lock_revision, &[]).await?;
         }
-        let ready = D::Db::fetch_all(&mut txn, &self.sql.counts_ready, &[]).await?;
+        let ready = txn.fetch_all(&self.sql.counts_ready, &[]).await?;
         if single_int::<D>(&ready)? != 0 {
             return Ok(());
         }
         tracing::info!("counting the live keys under every prefix (once, after an upgrade)");
-        D::Db::execute(&mut txn, &self.sql.clear_counts, &[]).await?;
+        txn.execute(&self.sql.clear_counts, &[]).await?;
         let mut counter = counts::PrefixCounter::default();
         let mut after = Vec::new();
         loop {
             let page = [Value::Bytes(&after), Value::Int(counts::KEYS_PER_PAGE)];
-            let rows = D::Db::fetch_all(&mut txn, &self.sql.keys_after, &page).await?;
+            let rows = txn.fetch_all(&self.sql.keys_after, &page).await?;
             let Some(last) = rows.last() else {
                 break;
             };
@@ -213,18 +222,18 @@ impl<D: Dialect> Backend for SqlBackend<D> {
             self.flush_counts(&mut txn, counter.closed()).await?;
         }
         self.flush_counts(&mut txn, counter.finish()).await?;
-        D::Db::execute(&mut txn, &self.sql.set_counts_ready, &[]).await?;
+        txn.execute(&self.sql.set_counts_ready, &[]).await?;
         txn.commit().await?;
         Ok(())
     }
 
     async fn discard_everything(&self) -> Result<()> {
-        let mut txn = self.writes.begin_with(D::BEGIN).await?;
+        let mut txn = self.begin(D::BEGIN).await?;
         if D::SHARED {
-            D::Db::fetch_all(&mut txn, &self.sql.lock_revision, &[]).await?;
+            txn.fetch_all(&self.sql.lock_revision, &[]).await?;
         }
         for statement in &self.sql.discard {
-            D::Db::execute(&mut txn, statement, &[]).await?;
+            txn.execute(statement, &[]).await?;
         }
         txn.commit().await?;
         Ok(())
@@ -250,6 +259,17 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         Ok(Some(latest))
     }
 
+    async fn key_at_latest(&self, key: &[u8]) -> Result<Option<KeyAtLatest>> {
+        if !D::SHARED {
+            return Ok(None);
+        }
+        let rows = self
+            .read_rows(&self.sql.key_at_latest, &[Value::Bytes(key)])
+            .await?;
+        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        Ok(Some(rows::key_at_latest::<D::Db>(row, key)?))
+    }
+
     fn change_signal(&self) -> Option<Arc<Notify>> {
         self.changes.clone()
     }
@@ -265,7 +285,7 @@ impl<D: Dialect> Backend for SqlBackend<D> {
 
     async fn defragment(&self) -> Result<()> {
         let mut conn = self.writes.acquire().await?;
-        D::Db::fetch_all(&mut conn, &self.sql.defragment, &[]).await?;
+        conn.fetch_all(&self.sql.defragment, &[]).await?;
         Ok(())
     }
 

@@ -4,8 +4,8 @@
 //! an I/O error) comes back only by being unmounted, repaired and mounted again, and the
 //! connections opened before still hold the files of the old mount: the writer would fail for
 //! ever, and a reader would answer from the old files, missing every write made since. So after
-//! a failed write no connection opened before the failure is handed out again (the pools ask
-//! [`Reopen::keeps`] before each acquire), and when a write transaction first begins after
+//! a failed write no connection opened before the failure is handed out again (the connection
+//! sets ask [`Reopen::keeps`] before each acquire), and when a write transaction first begins after
 //! failures, the connections opened before that moment go too: a reader opened during the
 //! outage may hold the old mount. Both happen before the recovering batch commits, so no read
 //! that could include its writes runs on an old connection.
@@ -25,7 +25,7 @@ pub struct Reopen {
 }
 
 impl Reopen {
-    /// Whether a pooled connection opened `age` ago may serve.
+    /// Whether a connection opened `age` ago may serve.
     pub fn keeps(&self, age: Duration) -> bool {
         let since = *self
             .since

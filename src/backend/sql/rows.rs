@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::driver::Driver;
-use crate::backend::LeaseRecord;
+use crate::backend::{KeyAtLatest, LeaseRecord};
 use crate::error::Result;
 use crate::proto::KeyValue;
 use crate::proto::mvccpb::{Event, event::EventType};
@@ -17,6 +17,27 @@ pub fn key_value<DB: Driver>(row: &DB::Row) -> Result<KeyValue> {
         version: DB::int(row, 3)?,
         lease: DB::int(row, 4)?,
         value: Bytes::from(DB::bytes(row, 5)?),
+    })
+}
+
+/// `revision, compacted`, then `key`'s `create_revision, mod_revision, version, lease, value`
+/// (NULL when it has no live version).
+pub fn key_at_latest<DB: Driver>(row: &DB::Row, key: &[u8]) -> Result<KeyAtLatest> {
+    let kv = match DB::maybe_int(row, 2)? {
+        None => None,
+        Some(create_revision) => Some(KeyValue {
+            key: Bytes::copy_from_slice(key),
+            create_revision,
+            mod_revision: DB::int(row, 3)?,
+            version: DB::int(row, 4)?,
+            lease: DB::int(row, 5)?,
+            value: Bytes::from(DB::bytes(row, 6)?),
+        }),
+    };
+    Ok(KeyAtLatest {
+        revision: DB::int(row, 0)?,
+        compacted: DB::int(row, 1)?,
+        kv,
     })
 }
 

@@ -3,13 +3,13 @@
 //! at revision R" has exactly one definition, whichever connection asks.
 
 use std::marker::PhantomData;
-use std::ops::DerefMut;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use sqlx::{Database, Transaction};
+use sqlx::Database;
 
+use super::connections::Held;
 use super::dialect::Dialect;
 use super::driver::{Driver as _, Value};
 use super::rows;
@@ -19,10 +19,8 @@ use crate::error::Result;
 use crate::metrics::timed;
 use crate::proto::KeyValue;
 
-type Connection<D> = <<D as Dialect>::Db as Database>::Connection;
-
-pub struct Session<D: Dialect, C> {
-    conn: C,
+pub struct Session<D: Dialect> {
+    conn: Held<D::Db>,
     sql: Arc<Statements>,
     /// For a write transaction on a shared database: the revision and compacted revision read
     /// under its lock.
@@ -30,8 +28,8 @@ pub struct Session<D: Dialect, C> {
     dialect: PhantomData<fn() -> D>,
 }
 
-impl<D: Dialect, C: DerefMut<Target = Connection<D>> + Send> Session<D, C> {
-    pub fn new(conn: C, sql: Arc<Statements>, locked: Option<(i64, i64)>) -> Session<D, C> {
+impl<D: Dialect> Session<D> {
+    pub fn new(conn: Held<D::Db>, sql: Arc<Statements>, locked: Option<(i64, i64)>) -> Session<D> {
         Session {
             conn,
             sql,
@@ -50,7 +48,7 @@ pub fn single_int<D: Dialect>(rows: &[<D::Db as Database>::Row]) -> Result<i64> 
 }
 
 #[async_trait]
-impl<D: Dialect, C: DerefMut<Target = Connection<D>> + Send> KvRead for Session<D, C> {
+impl<D: Dialect> KvRead for Session<D> {
     async fn range(&mut self, range: KeyRange<'_>, rev: i64, limit: i64) -> Result<Vec<KeyValue>> {
         if range.is_empty() {
             return Ok(Vec::new());
@@ -61,11 +59,7 @@ impl<D: Dialect, C: DerefMut<Target = Connection<D>> + Send> KvRead for Session<
             ..RangeArgs::new(range)
         };
         let page = &self.sql.range(range.end).page;
-        let fetched = timed(
-            "range",
-            D::Db::fetch_all(&mut *self.conn, page, &args.values()),
-        )
-        .await?;
+        let fetched = timed("range", self.conn.fetch_all(page, &args.values())).await?;
         let mut kvs = fetched
             .iter()
             .map(rows::key_value::<D::Db>)
@@ -91,11 +85,7 @@ impl<D: Dialect, C: DerefMut<Target = Connection<D>> + Send> KvRead for Session<
             true => &statements.prefix_count,
             false => &statements.count,
         };
-        let rows = timed(
-            "count",
-            D::Db::fetch_all(&mut *self.conn, count, &args.values()),
-        )
-        .await?;
+        let rows = timed("count", self.conn.fetch_all(count, &args.values())).await?;
         single_int::<D>(&rows)
     }
 }
@@ -117,11 +107,9 @@ fn version_arguments(versions: &[KeyValue]) -> Vec<Value<'_>> {
     arguments
 }
 
-/// The sequencer's write transaction.
-pub type WriteSession<D> = Session<D, Transaction<'static, <D as Dialect>::Db>>;
-
+/// The sequencer's write transaction (a session whose connection began one).
 #[async_trait]
-impl<D: Dialect> WriteTxn for WriteSession<D> {
+impl<D: Dialect> WriteTxn for Session<D> {
     fn locked_revisions(&self) -> Option<(i64, i64)> {
         self.locked
     }
@@ -130,7 +118,7 @@ impl<D: Dialect> WriteTxn for WriteSession<D> {
         let mut found = Vec::with_capacity(keys.len());
         for (statement, chunk) in self.sql.current_of_keys.chunks(keys) {
             let arguments: Vec<Value> = chunk.iter().map(|key| Value::Bytes(key)).collect();
-            for row in D::Db::fetch_all(&mut *self.conn, statement, &arguments).await? {
+            for row in self.conn.fetch_all(statement, &arguments).await? {
                 found.push(rows::key_value::<D::Db>(&row)?);
             }
         }
@@ -139,7 +127,7 @@ impl<D: Dialect> WriteTxn for WriteSession<D> {
 
     async fn write(&mut self, changes: &BatchWrite<'_>) -> Result<()> {
         let sql = &self.sql;
-        let conn = &mut *self.conn;
+        let conn = &mut self.conn;
         for (statement, chunk) in sql.insert_log.chunks(changes.log) {
             let mut arguments = Vec::with_capacity(chunk.len() * 4);
             for row in chunk {
@@ -150,40 +138,41 @@ impl<D: Dialect> WriteTxn for WriteSession<D> {
                     Value::Int(i64::from(row.deleted)),
                 ]);
             }
-            D::Db::execute(conn, statement, &arguments).await?;
+            conn.execute(statement, &arguments).await?;
         }
         for (statement, chunk) in sql.insert_history.chunks(changes.superseded) {
-            D::Db::execute(conn, statement, &version_arguments(chunk)).await?;
+            conn.execute(statement, &version_arguments(chunk)).await?;
         }
         for (statement, chunk) in sql.upsert_current.chunks(changes.live) {
-            D::Db::execute(conn, statement, &version_arguments(chunk)).await?;
+            conn.execute(statement, &version_arguments(chunk)).await?;
         }
         for (statement, chunk) in sql.delete_current.chunks(changes.gone) {
             let arguments: Vec<Value> = chunk.iter().map(|key| Value::Bytes(key)).collect();
-            D::Db::execute(conn, statement, &arguments).await?;
+            conn.execute(statement, &arguments).await?;
         }
         for (statement, chunk) in sql.add_counts.chunks(changes.counts) {
             let mut arguments = Vec::with_capacity(chunk.len() * 2);
             for (prefix, change) in chunk {
                 arguments.extend([Value::Bytes(prefix), Value::Int(*change)]);
             }
-            D::Db::execute(conn, statement, &arguments).await?;
+            conn.execute(statement, &arguments).await?;
         }
         Ok(())
     }
 
     async fn keys_with_lease(&mut self, lease: i64) -> Result<Vec<KeyValue>> {
-        let rows = D::Db::fetch_all(
-            &mut *self.conn,
-            &self.sql.live_of_lease,
-            &[Value::Int(lease)],
-        )
-        .await?;
+        let rows = self
+            .conn
+            .fetch_all(&self.sql.live_of_lease, &[Value::Int(lease)])
+            .await?;
         rows.iter().map(rows::key_value::<D::Db>).collect()
     }
 
     async fn lease(&mut self, lease: i64) -> Result<Option<LeaseRecord>> {
-        let rows = D::Db::fetch_all(&mut *self.conn, &self.sql.lease, &[Value::Int(lease)]).await?;
+        let rows = self
+            .conn
+            .fetch_all(&self.sql.lease, &[Value::Int(lease)])
+            .await?;
         rows.first().map(rows::lease::<D::Db>).transpose()
     }
 
@@ -193,39 +182,40 @@ impl<D: Dialect> WriteTxn for WriteSession<D> {
             Value::Int(lease.ttl),
             Value::Int(lease.expires_ms),
         ];
-        D::Db::execute(&mut *self.conn, &self.sql.save_lease, &arguments).await?;
+        self.conn.execute(&self.sql.save_lease, &arguments).await?;
         Ok(())
     }
 
     async fn delete_lease(&mut self, lease: i64) -> Result<()> {
-        D::Db::execute(
-            &mut *self.conn,
-            &self.sql.delete_lease,
-            &[Value::Int(lease)],
-        )
-        .await?;
+        self.conn
+            .execute(&self.sql.delete_lease, &[Value::Int(lease)])
+            .await?;
         Ok(())
     }
 
     async fn save_meta(&mut self, revision: i64, compacted: i64) -> Result<()> {
         let arguments = [Value::Int(revision), Value::Int(compacted)];
-        D::Db::execute(&mut *self.conn, &self.sql.save_meta, &arguments).await?;
+        self.conn.execute(&self.sql.save_meta, &arguments).await?;
         Ok(())
     }
 
     async fn meta_value(&mut self, name: &'static str) -> Result<Option<i64>> {
-        let rows =
-            D::Db::fetch_all(&mut *self.conn, &self.sql.meta_value, &[Value::Text(name)]).await?;
+        let rows = self
+            .conn
+            .fetch_all(&self.sql.meta_value, &[Value::Text(name)])
+            .await?;
         rows.first().map(|row| Ok(D::Db::int(row, 0)?)).transpose()
     }
 
     async fn save_meta_value(&mut self, name: &'static str, value: i64) -> Result<()> {
         let arguments = [Value::Text(name), Value::Int(value)];
-        D::Db::execute(&mut *self.conn, &self.sql.save_meta_value, &arguments).await?;
+        self.conn
+            .execute(&self.sql.save_meta_value, &arguments)
+            .await?;
         Ok(())
     }
 
-    async fn commit(self: Box<Self>) -> Result<()> {
+    async fn commit(mut self: Box<Self>) -> Result<()> {
         self.conn.commit().await?;
         Ok(())
     }

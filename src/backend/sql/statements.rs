@@ -235,6 +235,9 @@ pub struct Statements {
     pub compacted: Sql,
     /// The (name, value) of the revision and the compacted revision.
     pub latest_revisions: Sql,
+    /// :key: the revision, the compacted revision, then the key's live version (columns 2..=6,
+    /// NULL when it has none), in one row.
+    pub key_at_latest: Sql,
     /// :rev, :compacted
     pub save_meta: Sql,
     /// :name
@@ -371,6 +374,14 @@ impl Statements {
             latest_revisions: render(
                 "SELECT name, value FROM meta WHERE name IN ('revision', 'compacted')",
                 &[],
+            ),
+            key_at_latest: render(
+                &format!(
+                    "SELECT r.value, k.value, c.create_revision, c.mod_revision, c.version, \
+                     c.lease, c.value FROM meta r JOIN meta k ON k.name = 'compacted' \
+                     LEFT JOIN current c ON c.{key} = :key WHERE r.name = 'revision'"
+                ),
+                &["key"],
             ),
             save_meta: render(
                 "UPDATE meta SET value = CASE name WHEN 'revision' THEN :rev ELSE :compacted END \
