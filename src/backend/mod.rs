@@ -117,7 +117,6 @@ pub struct Meta {
     pub member_id: u64,
 }
 
-/// Sizes reported by Maintenance.Status.
 /// A key's live version (if it has one) and the revisions of the snapshot it was read in.
 #[derive(Debug)]
 pub struct KeyAtLatest {
@@ -126,6 +125,7 @@ pub struct KeyAtLatest {
     pub kv: Option<KeyValue>,
 }
 
+/// Sizes reported by Maintenance.Status.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DbSize {
     pub allocated: i64,

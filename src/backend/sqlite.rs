@@ -13,9 +13,8 @@ use std::time::Duration;
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::sql::connections::{Connections, KeepCheck, Limits};
-
 use super::DatastoreOptions;
+use super::sql::connections::{Connections, KeepCheck, Limits};
 use super::sql::reopen::Reopen;
 use super::sql::template::Placeholders;
 use super::sql::{Dialect, LocalFile, SqlBackend};
@@ -27,8 +26,9 @@ const READ_POOL_SIZE: u32 = 8;
 /// Pages of a new database file: SQLite's default of 4 KiB. Pages of 16 KiB hold rows of 1 KiB
 /// objects better (1,646 against 1,760 bytes per object on disk, 200,000 Fleet objects), but
 /// every page a commit changes goes to the WAL whole and is checksummed: a one-put batch commit
-/// took 2.06 ms against 0.81 ms with 4 KiB pages, 100 puts 8.2 against 3.8 ms (criterion
-/// `sequencer_batch_commit`), and one client writing alone made 385 txn-puts/s against 594.
+/// took 2.06 ms against 0.81 and 1.22 ms (two runs) with 4 KiB pages, 100 puts 8.2 against 3.8
+/// and 5.2 ms (criterion `sequencer_batch_commit`), and one client writing alone made 385
+/// txn-puts/s against 594.
 /// A file made before keeps its page size.
 const SQLITE_PAGE_SIZE: u32 = 4096;
 

@@ -264,23 +264,21 @@ impl Store {
     /// Range at the head or at a past revision (a true snapshot).
     pub async fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         // One key at the head, on a shared database: the head and the key in one statement.
-        if req.revision <= 0 && range::single_key_unfiltered(req) {
-            let latest = self.shared.backend.key_at_latest(&req.key);
-            if let Some(latest) = crate::metrics::timed("key_at_latest", latest).await? {
-                self.shared
-                    .revisions
-                    .publish(latest.revision, latest.compacted);
-                let found = latest.kv.map_or(Cached::Absent, Cached::Live);
-                let mut resp = range::answer_from(req, found);
-                // The snapshot's revision: its state is what the answer shows.
-                resp.header = Some(self.header(latest.revision));
-                return Ok(resp);
-            }
+        if req.revision <= 0
+            && range::single_key_unfiltered(req)
+            && let Some(latest) = self.shared.backend.key_at_latest(&req.key).await?
+        {
+            self.shared
+                .revisions
+                .publish(latest.revision, latest.compacted);
+            let found = latest.kv.map_or(Cached::Absent, Cached::Live);
+            let mut resp = range::answer_from(req, found);
+            // The snapshot's revision: its state is what the answer shows.
+            resp.header = Some(self.header(latest.revision));
+            return Ok(resp);
         }
         // On a shared database, other processes may have written since this one last looked.
-        if let Some((head, compacted)) =
-            crate::metrics::timed("latest_revision", self.shared.backend.latest_revisions()).await?
-        {
+        if let Some((head, compacted)) = self.shared.backend.latest_revisions().await? {
             self.shared.revisions.publish(head, compacted);
         }
         let head = self.head();

@@ -85,10 +85,12 @@ impl<DB: Driver> Connections<DB> {
                 limits,
             }),
         };
+        // Held together, so each acquire opens a new one; all go idle when dropped.
         let mut opened = Vec::new();
         for _ in 0..connections.shared.limits.min.clamp(1, max) {
             opened.push(connections.acquire().await?);
         }
+        drop(opened);
         Ok(connections)
     }
 

@@ -43,6 +43,7 @@ use crate::backend::{
     Backend, Changes, DbSize, KeyAtLatest, KeyRange, KvRead, LeaseRecord, Meta, WriteTxn,
 };
 use crate::error::Result;
+use crate::metrics::timed;
 use crate::proto::mvccpb::Event;
 use connections::{Connections, Held};
 use driver::{Driver as _, Value};
@@ -248,7 +249,12 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         if !D::SHARED {
             return Ok(None);
         }
-        let rows = self.read_rows(&self.sql.latest_revisions, &[]).await?;
+        // Timed here, not by the store: where this process is the only writer nothing runs.
+        let rows = timed(
+            "latest_revision",
+            self.read_rows(&self.sql.latest_revisions, &[]),
+        )
+        .await?;
         let mut latest = (1, -1);
         for (name, value) in rows::named_values::<D::Db>(&rows)? {
             match name.as_str() {
@@ -263,9 +269,9 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         if !D::SHARED {
             return Ok(None);
         }
-        let rows = self
-            .read_rows(&self.sql.key_at_latest, &[Value::Bytes(key)])
-            .await?;
+        let arguments = [Value::Bytes(key)];
+        let statement = self.read_rows(&self.sql.key_at_latest, &arguments);
+        let rows = timed("key_at_latest", statement).await?;
         let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
         Ok(Some(rows::key_at_latest::<D::Db>(row, key)?))
     }
