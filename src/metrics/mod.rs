@@ -24,6 +24,7 @@ pub struct Metrics {
     pub grpc_seconds: HistogramVec,
     pub sql_seconds: HistogramVec,
     pub batch_size: prometheus::Histogram,
+    pub point_read_batch_size: prometheus::Histogram,
     pub revision: IntGauge,
     pub watchers: IntGauge,
     pub events_sent: IntCounter,
@@ -87,6 +88,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
                     .buckets(vec![
                         1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1000.0,
                     ]),
+            )?,
+        ),
+        point_read_batch_size: register(
+            &registry,
+            prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    "point_read_batch_size",
+                    "Gets of one key at the head per statement (PostgreSQL and MySQL)",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
             )?,
         ),
         revision: register(

@@ -1,7 +1,9 @@
 //! Gets of one key at the head, which SQLite answers from the read cache once a key has been
-//! read: every answer must be what the database holds, after every kind of write (puts,
-//! deletes, txns, lease expiry and revocation, compaction, a restart), and a get must see
-//! every write acknowledged before it started while writers and readers race.
+//! read and PostgreSQL and MySQL batch into one statement while the database is busy: every
+//! answer must be what the database holds, after every kind of write (puts, deletes, txns,
+//! lease expiry and revocation, compaction, a restart), each get of a batch must get its own
+//! key, and a get must see every write acknowledged before it started while writers and
+//! readers race.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -201,6 +203,47 @@ crate::on_every_backend! {
             total += reader.await.expect("reader");
         }
         assert!(total >= READERS, "the readers read");
+    }
+
+    async fn many_gets_at_once_each_get_their_own_key() {
+        const KEYS: usize = 100;
+        const READERS: usize = 20;
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        // Even keys live with their own value, odd ones deleted (or never written).
+        for n in 0..KEYS {
+            client.put(format!("many/{n}"), format!("value {n}"), None).await.expect("put");
+        }
+        for n in (1..KEYS).step_by(2) {
+            client.delete(format!("many/{n}"), None).await.expect("delete");
+        }
+        let written = crate::harness::head_revision(&client).await;
+        let mut readers = Vec::new();
+        for reader in 0..READERS {
+            // A connection each, so the gets reach the server together.
+            let mut client = server.client().await;
+            readers.push(tokio::spawn(async move {
+                for round in 0..KEYS {
+                    let n = (reader * 7 + round) % KEYS;
+                    let got = client.get(format!("many/{n}"), None).await.expect("get");
+                    let header = got.header().expect("header").revision();
+                    assert!(header >= written, "header {header} before the writes ({written})");
+                    match got.kvs().first() {
+                        Some(kv) => {
+                            assert_eq!(n % 2, 0, "many/{n} was deleted");
+                            assert_eq!(kv.key(), format!("many/{n}").as_bytes());
+                            assert_eq!(kv.value(), format!("value {n}").as_bytes());
+                            assert_eq!(kv.version(), 1);
+                        }
+                        None => assert_eq!(n % 2, 1, "many/{n} is live"),
+                    }
+                    assert_eq!(got.count(), i64::from(n.is_multiple_of(2)));
+                }
+            }));
+        }
+        for reader in readers {
+            reader.await.expect("reader");
+        }
     }
 
     async fn a_get_after_another_sees_the_whole_txn_the_first_saw() {

@@ -22,6 +22,7 @@ mod dialect;
 mod driver;
 mod kine;
 mod multirow;
+mod point_reads;
 pub mod reopen;
 mod rows;
 mod session;
@@ -47,6 +48,7 @@ use crate::metrics::timed;
 use crate::proto::mvccpb::Event;
 use connections::{Connections, Held};
 use driver::{Driver as _, Value};
+use point_reads::PointReads;
 use session::{Session, single_int};
 use statements::{RangeArgs, Statements, limit_or_all};
 
@@ -55,6 +57,8 @@ pub struct SqlBackend<D: Dialect> {
     /// The connections write transactions run on (for the network databases, `reads` itself).
     writes: Connections<D::Db>,
     sql: Arc<Statements>,
+    /// Gets of one key at the head, batched while the database is busy (shared databases).
+    point_reads: Arc<PointReads<D::Db>>,
     /// Woken when another process may have committed.
     changes: Option<Arc<Notify>>,
     /// SQLite: what belongs to the one database file (see [`LocalFile`]).
@@ -78,10 +82,12 @@ impl<D: Dialect> SqlBackend<D> {
         changes: Option<Arc<Notify>>,
         file: Option<LocalFile>,
     ) -> SqlBackend<D> {
+        let sql = Arc::new(Statements::new::<D>());
         SqlBackend {
+            point_reads: PointReads::new(reads.clone(), sql.keys_at_latest.clone()),
             reads,
             writes,
-            sql: Arc::new(Statements::new::<D>()),
+            sql,
             changes,
             file,
             dialect: PhantomData,
@@ -269,11 +275,7 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         if !D::SHARED {
             return Ok(None);
         }
-        let arguments = [Value::Bytes(key)];
-        let statement = self.read_rows(&self.sql.key_at_latest, &arguments);
-        let rows = timed("key_at_latest", statement).await?;
-        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-        Ok(Some(rows::key_at_latest::<D::Db>(row, key)?))
+        Ok(Some(self.point_reads.get(key).await?))
     }
 
     fn change_signal(&self) -> Option<Arc<Notify>> {

@@ -23,6 +23,13 @@ impl MultiRow {
         MultiRow { by_size }
     }
 
+    /// The statement of the smallest size that holds `rows` rows (at most
+    /// [`MAX_ROWS_PER_STATEMENT`]), and that size: a caller pads its rows up to it.
+    pub fn covering(&self, rows: usize) -> (&Sql, usize) {
+        let size = rows.clamp(1, MAX_ROWS_PER_STATEMENT).next_power_of_two();
+        (&self.by_size[size.trailing_zeros() as usize], size)
+    }
+
     /// Splits `rows` into chunks with a prepared statement each.
     pub fn chunks<'r, T>(&self, rows: &'r [T]) -> Vec<(&Sql, &'r [T])> {
         let mut chunks = Vec::new();
@@ -78,5 +85,10 @@ mod tests {
             })
             .collect();
         assert_eq!(sizes, [64, 4, 2, 1]);
+        let covering: Vec<usize> = [1, 2, 3, 5, 33, 64]
+            .iter()
+            .map(|rows| statements.covering(*rows).1)
+            .collect();
+        assert_eq!(covering, [1, 2, 4, 8, 64, 64]);
     }
 }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::driver::Driver;
-use crate::backend::{KeyAtLatest, LeaseRecord};
+use crate::backend::LeaseRecord;
 use crate::error::Result;
 use crate::proto::KeyValue;
 use crate::proto::mvccpb::{Event, event::EventType};
@@ -20,25 +20,37 @@ pub fn key_value<DB: Driver>(row: &DB::Row) -> Result<KeyValue> {
     })
 }
 
-/// `revision, compacted`, then `key`'s `create_revision, mod_revision, version, lease, value`
-/// (NULL when it has no live version).
-pub fn key_at_latest<DB: Driver>(row: &DB::Row, key: &[u8]) -> Result<KeyAtLatest> {
-    let kv = match DB::maybe_int(row, 2)? {
-        None => None,
-        Some(create_revision) => Some(KeyValue {
-            key: Bytes::copy_from_slice(key),
-            create_revision,
-            mod_revision: DB::int(row, 3)?,
-            version: DB::int(row, 4)?,
-            lease: DB::int(row, 5)?,
-            value: Bytes::from(DB::bytes(row, 6)?),
-        }),
+/// The rows of `keys_at_latest`: the snapshot's revision and compacted revision (on every
+/// row), and the live versions of the keys asked for (a row with a NULL key when none is live).
+pub fn keys_at_latest<DB: Driver>(rows: &[DB::Row]) -> Result<LatestKeys> {
+    let first = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+    let mut latest = LatestKeys {
+        revision: DB::int(first, 0)?,
+        compacted: DB::int(first, 1)?,
+        live: Vec::with_capacity(rows.len()),
     };
-    Ok(KeyAtLatest {
-        revision: DB::int(row, 0)?,
-        compacted: DB::int(row, 1)?,
-        kv,
-    })
+    for row in rows {
+        let Some(key) = DB::maybe_bytes(row, 2)? else {
+            continue;
+        };
+        latest.live.push(KeyValue {
+            key: Bytes::from(key),
+            create_revision: DB::int(row, 3)?,
+            mod_revision: DB::int(row, 4)?,
+            version: DB::int(row, 5)?,
+            lease: DB::int(row, 6)?,
+            value: Bytes::from(DB::bytes(row, 7)?),
+        });
+    }
+    Ok(latest)
+}
+
+/// Keys at the head, read in one snapshot.
+pub struct LatestKeys {
+    pub revision: i64,
+    pub compacted: i64,
+    /// The live ones among the keys asked for (a key asked for twice may appear twice).
+    pub live: Vec<KeyValue>,
 }
 
 /// `id, ttl, expires_ms`.
