@@ -39,6 +39,11 @@ const SQLITE_PAGE_SIZE: u32 = 4096;
 const WRITER_CACHE_KIB: &str = "-16384";
 const READER_CACHE_KIB: &str = "-4096";
 
+/// Prepared statements the writer keeps: its own few dozen, and the joined writes of small
+/// batches (one per mix of multi-row sizes seen), which would otherwise push them out of
+/// sqlx's default 100.
+const WRITER_STATEMENTS: usize = 400;
+
 /// How long a write waits for the writer connection (held by the sequencer or the compactor's
 /// short transactions) before its batch fails.
 const WRITER_WAIT: Duration = Duration::from_secs(60);
@@ -54,6 +59,7 @@ impl Dialect for Sqlite {
     const KEY: &'static str = "key";
     const SHARED: bool = false;
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
+    const JOINED_STATEMENTS: bool = true;
     const BOUNDED_JOINS: bool = false;
     // SQLite has no delete-join: the superseded rows are named by their primary key.
     const DELETE_SUPERSEDED: &'static str = "DELETE FROM {table} WHERE (key, revision) IN \
@@ -153,7 +159,10 @@ pub async fn open(path: &str, options: &DatastoreOptions) -> Result<SqlBackend<S
     // A failed COMMIT (a full or failing disk) leaves the writer's connection closed by
     // `connections`, so the next batch begins on a fresh one whatever state SQLite left.
     let writes = Connections::open(
-        connect.clone().pragma("cache_size", WRITER_CACHE_KIB),
+        connect
+            .clone()
+            .pragma("cache_size", WRITER_CACHE_KIB)
+            .statement_cache_capacity(WRITER_STATEMENTS),
         Limits {
             max: 1,
             min: 1,

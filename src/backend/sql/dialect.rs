@@ -21,6 +21,11 @@ pub trait Dialect: Send + Sync + 'static {
     /// Opens the sequencer's write transaction.
     const BEGIN: &'static str = "BEGIN";
 
+    /// The driver runs several statements sent as one query, binding each one's parameters
+    /// from the arguments in order (sqlx's SQLite driver; PostgreSQL's extended protocol and
+    /// MySQL's prepared statements take one statement at a time).
+    const JOINED_STATEMENTS: bool = false;
+
     /// Deletes the rows of `{table}` (the log or the history, both keyed by key and revision)
     /// that a change in `(:from, :to]` superseded: the key's older ones.
     const DELETE_SUPERSEDED: &'static str;

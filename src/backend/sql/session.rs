@@ -14,6 +14,7 @@ use super::dialect::Dialect;
 use super::driver::{Driver as _, Value};
 use super::rows;
 use super::statements::{RangeArgs, Statements, limit_or_all};
+use super::template::{self, Sql};
 use crate::backend::{BatchWrite, KeyRange, KvRead, LeaseRecord, WriteTxn};
 use crate::error::Result;
 use crate::metrics::timed;
@@ -107,6 +108,51 @@ fn version_arguments(versions: &[KeyValue]) -> Vec<Value<'_>> {
     arguments
 }
 
+/// The most statements of a batch's changes sent as one query: one per table when each
+/// table's rows fit one multi-row statement, as a small batch's do.
+const MAX_JOINED: usize = 5;
+
+/// The statements that write `changes`, each with its arguments: the log rows, the replaced
+/// versions, the live versions, the deleted keys and the counters, in that order.
+fn write_statements<'a>(
+    sql: &'a Statements,
+    changes: &BatchWrite<'a>,
+) -> Vec<(&'a Sql, Vec<Value<'a>>)> {
+    let mut statements = Vec::new();
+    for (statement, chunk) in sql.insert_log.chunks(changes.log) {
+        let mut arguments = Vec::with_capacity(chunk.len() * 4);
+        for row in chunk {
+            arguments.extend([
+                Value::Int(row.kv.mod_revision),
+                Value::Int(row.sub),
+                Value::Bytes(&row.kv.key),
+                Value::Int(i64::from(row.deleted)),
+            ]);
+        }
+        statements.push((statement, arguments));
+    }
+    for (statement, chunk) in sql.insert_history.chunks(changes.superseded) {
+        statements.push((statement, version_arguments(chunk)));
+    }
+    for (statement, chunk) in sql.upsert_current.chunks(changes.live) {
+        statements.push((statement, version_arguments(chunk)));
+    }
+    for (statement, chunk) in sql.delete_current.chunks(changes.gone) {
+        statements.push((
+            statement,
+            chunk.iter().map(|key| Value::Bytes(key)).collect(),
+        ));
+    }
+    for (statement, chunk) in sql.add_counts.chunks(changes.counts) {
+        let mut arguments = Vec::with_capacity(chunk.len() * 2);
+        for (prefix, change) in chunk {
+            arguments.extend([Value::Bytes(prefix), Value::Int(*change)]);
+        }
+        statements.push((statement, arguments));
+    }
+    statements
+}
+
 /// The sequencer's write transaction (a session whose connection began one).
 #[async_trait]
 impl<D: Dialect> WriteTxn for Session<D> {
@@ -126,36 +172,17 @@ impl<D: Dialect> WriteTxn for Session<D> {
     }
 
     async fn write(&mut self, changes: &BatchWrite<'_>) -> Result<()> {
-        let sql = &self.sql;
-        let conn = &mut self.conn;
-        for (statement, chunk) in sql.insert_log.chunks(changes.log) {
-            let mut arguments = Vec::with_capacity(chunk.len() * 4);
-            for row in chunk {
-                arguments.extend([
-                    Value::Int(row.kv.mod_revision),
-                    Value::Int(row.sub),
-                    Value::Bytes(&row.kv.key),
-                    Value::Int(i64::from(row.deleted)),
-                ]);
-            }
-            conn.execute(statement, &arguments).await?;
+        let statements = write_statements(&self.sql, changes);
+        // A small batch's statements go together where the driver allows it: on SQLite each
+        // call is a round trip to the connection's worker thread. A larger one's are many
+        // chunk sizes, which would fill the statement cache with one-off joins.
+        if D::JOINED_STATEMENTS && statements.len() <= MAX_JOINED {
+            let (sql, arguments) = template::joined(&statements);
+            self.conn.execute(&sql, &arguments).await?;
+            return Ok(());
         }
-        for (statement, chunk) in sql.insert_history.chunks(changes.superseded) {
-            conn.execute(statement, &version_arguments(chunk)).await?;
-        }
-        for (statement, chunk) in sql.upsert_current.chunks(changes.live) {
-            conn.execute(statement, &version_arguments(chunk)).await?;
-        }
-        for (statement, chunk) in sql.delete_current.chunks(changes.gone) {
-            let arguments: Vec<Value> = chunk.iter().map(|key| Value::Bytes(key)).collect();
-            conn.execute(statement, &arguments).await?;
-        }
-        for (statement, chunk) in sql.add_counts.chunks(changes.counts) {
-            let mut arguments = Vec::with_capacity(chunk.len() * 2);
-            for (prefix, change) in chunk {
-                arguments.extend([Value::Bytes(prefix), Value::Int(*change)]);
-            }
-            conn.execute(statement, &arguments).await?;
+        for (statement, arguments) in &statements {
+            self.conn.execute(statement, arguments).await?;
         }
         Ok(())
     }

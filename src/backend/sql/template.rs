@@ -13,6 +13,8 @@
 
 use std::sync::Arc;
 
+use super::driver::Value;
+
 /// How a database writes its placeholders.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placeholders {
@@ -100,6 +102,28 @@ impl Sql {
     }
 }
 
+/// Statements with their arguments, joined into one query (for a driver that runs several
+/// statements of one query, binding them in order): the texts joined by `;`, and the
+/// arguments of each statement after those of the one before.
+pub fn joined<'a>(parts: &[(&Sql, Vec<Value<'a>>)]) -> (Sql, Vec<Value<'a>>) {
+    let mut text = String::new();
+    let mut binds = Vec::new();
+    let mut arguments = Vec::new();
+    for (sql, own) in parts {
+        if !text.is_empty() {
+            text.push_str(";\n");
+        }
+        text.push_str(&sql.text);
+        binds.extend(sql.binds.iter().map(|bind| bind + arguments.len()));
+        arguments.extend(own.iter().copied());
+    }
+    let sql = Sql {
+        text: text.into(),
+        binds,
+    };
+    (sql, arguments)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +144,19 @@ mod tests {
             "SELECT ?, `key` FROM t WHERE a = ? AND b <= ? AND c::text = 'x'"
         );
         assert_eq!(my.binds, [1, 0, 1]);
+    }
+
+    #[test]
+    fn joined_statements_bind_each_ones_arguments_after_the_ones_before() {
+        let first = Sql::render(Placeholders::Question, "key", "A :x :y :x", &["x", "y"]);
+        let second = Sql::render(Placeholders::Question, "key", "B :z", &["z"]);
+        let parts = [
+            (&first, vec![Value::Int(1), Value::Int(2)]),
+            (&second, vec![Value::Int(3)]),
+        ];
+        let (sql, arguments) = joined(&parts);
+        assert_eq!(&*sql.text, "A ? ? ?;\nB ?");
+        assert_eq!(sql.binds, [0, 1, 0, 2]);
+        assert_eq!(arguments.len(), 3);
     }
 }
