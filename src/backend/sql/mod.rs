@@ -84,7 +84,7 @@ impl<D: Dialect> SqlBackend<D> {
     ) -> SqlBackend<D> {
         let sql = Arc::new(Statements::new::<D>());
         SqlBackend {
-            point_reads: PointReads::new(reads.clone(), sql.keys_at_latest.clone()),
+            point_reads: PointReads::new(reads.clone(), sql.clone()),
             reads,
             writes,
             sql,

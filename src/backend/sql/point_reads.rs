@@ -28,8 +28,9 @@ use tokio::sync::oneshot;
 
 use super::connections::Connections;
 use super::driver::{Driver, Value};
-use super::multirow::{MAX_ROWS_PER_STATEMENT, MultiRow};
+use super::multirow::MAX_ROWS_PER_STATEMENT;
 use super::rows::{self, LatestKeys};
+use super::statements::Statements;
 use crate::backend::KeyAtLatest;
 use crate::error::{Error, Result};
 use crate::metrics::timed;
@@ -41,7 +42,7 @@ pub const MAX_RUNNING: usize = 2;
 
 pub struct PointReads<DB: Driver> {
     reads: Connections<DB>,
-    statements: Arc<MultiRow>,
+    sql: Arc<Statements>,
     queue: Mutex<Queue>,
 }
 
@@ -57,10 +58,10 @@ struct Waiting {
 }
 
 impl<DB: Driver> PointReads<DB> {
-    pub fn new(reads: Connections<DB>, statements: Arc<MultiRow>) -> Arc<PointReads<DB>> {
+    pub fn new(reads: Connections<DB>, sql: Arc<Statements>) -> Arc<PointReads<DB>> {
         Arc::new(PointReads {
             reads,
-            statements,
+            sql,
             queue: Mutex::default(),
         })
     }
@@ -102,7 +103,7 @@ impl<DB: Driver> PointReads<DB> {
     }
 
     async fn read(&self, batch: &[Waiting]) -> Result<LatestKeys> {
-        let (statement, size) = self.statements.covering(batch.len());
+        let (statement, size) = self.sql.keys_at_latest.covering(batch.len());
         let mut arguments: Vec<Value<'_>> =
             batch.iter().map(|get| Value::Bytes(&get.key)).collect();
         // Pad to the statement's size with a key already asked for.
@@ -119,10 +120,10 @@ impl<DB: Driver> PointReads<DB> {
 }
 
 impl Queue {
+    /// The longest-waiting gets, as many as one statement takes.
     fn take_batch(&mut self) -> Vec<Waiting> {
-        let rest = self.waiting.len().saturating_sub(MAX_ROWS_PER_STATEMENT);
-        let later = self.waiting.split_off(self.waiting.len() - rest);
-        std::mem::replace(&mut self.waiting, later)
+        let size = self.waiting.len().min(MAX_ROWS_PER_STATEMENT);
+        self.waiting.drain(..size).collect()
     }
 }
 
@@ -161,7 +162,6 @@ mod tests {
 
     use super::*;
     use crate::backend::sql::connections::Limits;
-    use crate::backend::sql::statements::Statements;
     use crate::backend::sql::template::{Placeholders, Sql};
 
     const SCHEMA: [&str; 4] = [
@@ -198,8 +198,8 @@ mod tests {
                 conn.execute(&sql, &[]).await.expect("schema");
             }
         }
-        let statements = Statements::new::<crate::backend::sqlite::Sqlite>();
-        let reads = PointReads::new(connections, statements.keys_at_latest.clone());
+        let sql = Arc::new(Statements::new::<crate::backend::sqlite::Sqlite>());
+        let reads = PointReads::new(connections, sql);
         let batches_before = crate::metrics::metrics()
             .point_read_batch_size
             .get_sample_count();

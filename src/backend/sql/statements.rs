@@ -2,8 +2,6 @@
 //! database by its [`Dialect`]. Statements are rendered when the backend opens, so each is a
 //! prepared statement the driver caches per connection.
 
-use std::sync::Arc;
-
 use super::dialect::Dialect;
 use super::multirow::{MultiRow, list, placeholders};
 use super::template::Sql;
@@ -240,7 +238,7 @@ pub struct Statements {
     /// N keys: the revision, the compacted revision, then a key's live version (columns 2..=7:
     /// the key and its columns), a row for each of the N keys that is live, or one row with
     /// NULLs when none is. One statement, so one snapshot.
-    pub keys_at_latest: Arc<MultiRow>,
+    pub keys_at_latest: MultiRow,
     /// :rev, :compacted
     pub save_meta: Sql,
     /// :name
@@ -378,13 +376,13 @@ impl Statements {
                 "SELECT name, value FROM meta WHERE name IN ('revision', 'compacted')",
                 &[],
             ),
-            keys_at_latest: Arc::new(multirow(1, &|keys| {
+            keys_at_latest: multirow(1, &|keys| {
                 format!(
                     "SELECT r.value, k.value, c.{key}, c.create_revision, c.mod_revision, \
                      c.version, c.lease, c.value FROM meta r JOIN meta k ON k.name = 'compacted' \
                      LEFT JOIN current c ON c.{key} IN ({keys}) WHERE r.name = 'revision'"
                 )
-            })),
+            }),
             save_meta: render(
                 "UPDATE meta SET value = CASE name WHEN 'revision' THEN :rev ELSE :compacted END \
                  WHERE name IN ('revision', 'compacted')",
