@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The scale run of docs/benchmarks.md: grow each target to every size in $SIZES objects of
 # 1 KiB and measure, at each size, what must not grow with the store: a full list of one
-# resource of $PROBE objects in pages of 500 and of 10,000 (first, middle and last page, every
-# page's p99), count_only of it, a limit=1 range over it, the Fleet simulator on top (the
-# manager's page p99/p99.9 while 100 clusters write), restart to serving, resident memory and
-# bytes on disk per object.
+# resource of $PROBE objects in pages of 500 and of 10,000 (first, middle and last page, each
+# the mean of $LISTS lists; every page's p99), count_only of it, a limit=1 range over it, the
+# Fleet simulator on top (the manager's page p99/p99.9 while 100 clusters write), restart to
+# serving, resident memory and bytes on disk per object.
 #
 #   SIZES="1000000 5000000 10000000 20000000" PROBE=1000000 scripts/scale.sh [TARGET...]
 #   (default targets: sqlite postgres etcd)
@@ -22,6 +22,9 @@ source "$(dirname "$0")/lib.sh"
 
 SIZES="${SIZES:-1000000 5000000 10000000 20000000}"
 PROBE="${PROBE:-1000000}"
+# Full lists per page size, one after another: the first, middle and last page are each the
+# mean of this many samples.
+LISTS="${LISTS:-3}"
 # Its own resource: no Fleet object of `bench load` falls under it.
 PROBE_PREFIX=/registry/scale-probes/
 ETCD_BIN="${ETCD_BIN:-$("$ROOT/scripts/etcd35.sh")/etcd}"
@@ -46,8 +49,8 @@ disk_mib() {
 # their cases suffixed with $2.
 probe_cases() {
     local tag="$1" suffix="$2"
-    bench "$tag" "list-500$suffix" --clients 1 --conns 1 --total 1 --prefix "$PROBE_PREFIX" list --keys 0 --page-size 500
-    bench "$tag" "list-10000$suffix" --clients 1 --conns 1 --total 1 --prefix "$PROBE_PREFIX" list --keys 0 --page-size 10000
+    bench "$tag" "list-500$suffix" --clients 1 --conns 1 --total "$LISTS" --prefix "$PROBE_PREFIX" list --keys 0 --page-size 500
+    bench "$tag" "list-10000$suffix" --clients 1 --conns 1 --total "$LISTS" --prefix "$PROBE_PREFIX" list --keys 0 --page-size 10000
     bench "$tag" "count$suffix" --clients 1 --conns 1 --total 20 --prefix "$PROBE_PREFIX" count
     bench "$tag" "first-page$suffix" --clients 1 --conns 1 --total 20 --prefix "$PROBE_PREFIX" count --limit 1
 }
