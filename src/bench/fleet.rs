@@ -273,6 +273,11 @@ async fn manage(
                 let settle_by = *settle_by.get_or_insert_with(|| Instant::now() + SETTLE);
                 match check(&channel, &cache, &written).await {
                     Ok(()) => {
+                        // The writes may end before the manager's list does: its cache is
+                        // then in sync without a progress response, and the reload ends here.
+                        if !synced {
+                            outcome.reloads.record(began.elapsed());
+                        }
                         outcome.cached = cache.len();
                         return Ok(outcome);
                     }
