@@ -103,6 +103,6 @@ for target in "${TARGETS[@]}"; do
     first="$target@${SIZES%% *}"
     echo
     echo "### $target: each size against $first"
-    grep -E "\"target\":\"$target@" "$RESULTS" >"$WORK/scale-$target.jsonl" || continue
-    python3 "$ROOT/scripts/table.py" "$WORK/scale-$target.jsonl" --reference "$first"
+    grep -E "\"target\":\"$target@" "$RESULTS" >"$WORK/scale-table-$target.jsonl" || continue
+    python3 "$ROOT/scripts/table.py" "$WORK/scale-table-$target.jsonl" --reference "$first"
 done

@@ -2,9 +2,10 @@
 """The plot of docs/benchmarks.md's scale table: what must not grow with the store (a page of
 500 of the probe's list, first and middle, a page of 10,000, count_only and a limit=1 range of
 the probe's 1,000,000 keys) against the number of objects stored, one panel per target, from
-the JSON lines of scripts/scale.sh. Writes an SVG with no plotting library.
+the JSON lines of scripts/scale.sh (one or more files, e.g. one per run). Writes an SVG with no
+plotting library.
 
-    python3 scripts/scale_plot.py RESULTS.jsonl OUT.svg
+    python3 scripts/scale_plot.py RESULTS.jsonl [MORE.jsonl...] OUT.svg
 """
 import json
 import math
@@ -22,10 +23,10 @@ SERIES = [
 WIDTH, HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 620, 360, 70, 220, 40, 50
 
 
-def load(path):
+def load(paths):
     points = {}  # target -> {series index -> [(objects, ms)]}
     objects = {}
-    rows = [json.loads(line) for line in open(path)]
+    rows = [json.loads(line) for path in paths for line in open(path) if line.strip()]
     for row in rows:
         if row["case"] == "objects":
             objects[row["target"]] = row["report"]["objects"]
@@ -77,11 +78,11 @@ def panel(target, series, x0):
     return out
 
 
-def main(path, out_path):
-    points = load(path)
+def main(paths, out_path):
+    points = load(paths)
     targets = sorted(points)
     if not targets:
-        sys.exit(f"{path}: no scale measurements")
+        sys.exit(f"{', '.join(paths)}: no scale measurements")
     body = []
     for index, target in enumerate(targets):
         body += panel(target, points[target], index * WIDTH)
@@ -96,6 +97,6 @@ def main(path, out_path):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1:-1], sys.argv[-1])
