@@ -230,8 +230,9 @@ async fn update(
 /// Retries of one update before it counts as failed.
 const MAX_CONFLICTS: u32 = 100;
 
-/// Full paged lists. The report adds the keys per list, the mean time of the first, middle and
-/// last page, and percentiles of every page's time.
+/// Full paged lists. The report adds the keys per list, the mean and the median over the lists
+/// of the first, middle and last page's time (the mean counts a list that ran on a cold cache,
+/// the median of three lists leaves one out), and percentiles of every page's time.
 async fn list(
     args: &BenchArgs,
     channels: &[Channel],
@@ -250,7 +251,7 @@ async fn list(
     let origin = Instant::now();
     let pages = Arc::new(std::sync::Mutex::new(ListedPages {
         keys: 0,
-        marks: [Duration::ZERO; 3],
+        marks: Vec::new(),
         all: Recorder::new(origin),
     }));
     let seen = pages.clone();
@@ -270,16 +271,17 @@ async fn list(
         }
     })
     .await;
-    let lists = recorder.operations().max(1) as f64;
     let pages = pages.lock().map_err(|_| "a list task panicked")?;
-    let mean_ms = |total: Duration| (total.as_secs_f64() * 1e6 / lists).round() / 1000.0;
     let page = pages.all.report("page", elapsed);
     Ok(recorder
         .report("list", elapsed)
         .with("keys_listed", pages.keys as f64)
-        .with("first_page_ms", mean_ms(pages.marks[0]))
-        .with("middle_page_ms", mean_ms(pages.marks[1]))
-        .with("last_page_ms", mean_ms(pages.marks[2]))
+        .with("first_page_ms", pages.mean_ms(0))
+        .with("middle_page_ms", pages.mean_ms(1))
+        .with("last_page_ms", pages.mean_ms(2))
+        .with("first_page_p50_ms", pages.median_ms(0))
+        .with("middle_page_p50_ms", pages.median_ms(1))
+        .with("last_page_p50_ms", pages.median_ms(2))
         .with("page_p50_ms", page.p50_ms)
         .with("page_p99_ms", page.p99_ms)
         .with("page_p999_ms", page.p999_ms))
@@ -289,8 +291,8 @@ async fn list(
 struct ListedPages {
     /// Keys in the last list.
     keys: usize,
-    /// The first, middle and last page's times, summed over the lists.
-    marks: [Duration; 3],
+    /// The first, middle and last page's times of each list.
+    marks: Vec<[Duration; 3]>,
     all: Recorder,
 }
 
@@ -298,17 +300,36 @@ impl ListedPages {
     fn add(&mut self, listed: &client::Listed) {
         self.keys = listed.count;
         let pages = &listed.pages;
-        for (mark, at) in self
-            .marks
-            .iter_mut()
-            .zip([0, pages.len() / 2, pages.len().max(1) - 1])
-        {
-            *mark += pages.get(at).copied().unwrap_or_default();
-        }
+        let at = |index: usize| pages.get(index).copied().unwrap_or_default();
+        self.marks
+            .push([at(0), at(pages.len() / 2), at(pages.len().max(1) - 1)]);
         for page in pages {
             self.all.record(*page);
         }
     }
+
+    /// The mean over the lists of mark `which` (0 first, 1 middle, 2 last page), in ms.
+    fn mean_ms(&self, which: usize) -> f64 {
+        let total: Duration = self.marks.iter().map(|marks| marks[which]).sum();
+        milliseconds(total / self.marks.len().max(1) as u32)
+    }
+
+    /// The median over the lists of mark `which` (the mean of the middle two for an even count).
+    fn median_ms(&self, which: usize) -> f64 {
+        let mut times: Vec<Duration> = self.marks.iter().map(|marks| marks[which]).collect();
+        times.sort_unstable();
+        let median = match times.len() {
+            0 => Duration::ZERO,
+            n if n % 2 == 1 => times[n / 2],
+            n => (times[n / 2 - 1] + times[n / 2]) / 2,
+        };
+        milliseconds(median)
+    }
+}
+
+/// Milliseconds to the microsecond, as the reports give them.
+fn milliseconds(time: Duration) -> f64 {
+    (time.as_secs_f64() * 1e6).round() / 1000.0
 }
 
 /// `watchers` watches of the run's prefix; `--total` puts; latency from each put's start to

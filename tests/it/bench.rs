@@ -62,6 +62,11 @@ crate::on_every_backend! {
         assert_eq!(list.extra["keys_listed"], 23.0, "{list:?}");
         assert!(list.extra["first_page_ms"] > 0.0 && list.extra["last_page_ms"] > 0.0, "{list:?}");
         assert!(list.extra["middle_page_ms"] > 0.0, "{list:?}");
+        // The median of three times is at most 1.5 times their mean.
+        for mark in ["first_page", "middle_page", "last_page"] {
+            let (median, mean) = (list.extra[&format!("{mark}_p50_ms")], list.extra[&format!("{mark}_ms")]);
+            assert!(median > 0.0 && median <= 1.5 * mean + 0.002, "{mark}: {list:?}");
+        }
         assert!(list.extra["page_p50_ms"] > 0.0 && list.extra["page_p50_ms"] <= list.extra["page_p999_ms"], "{list:?}");
 
         let counted = bench(&server, "--total 4 count").await;
