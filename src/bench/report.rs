@@ -79,8 +79,18 @@ impl Recorder {
         }
     }
 
+    /// The latency at quantile `q` (0.5 for the median), in ms.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        self.histogram.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// The mean latency, in ms.
+    pub fn mean_ms(&self) -> f64 {
+        self.histogram.mean() / 1000.0
+    }
+
     pub fn report(&self, workload: &str, elapsed: Duration) -> Report {
-        let ms = |q: f64| self.histogram.value_at_quantile(q) as f64 / 1000.0;
+        let ms = |q: f64| self.quantile_ms(q);
         let ops = self.histogram.len();
         let step = TIMELINE_STEP.as_secs_f64();
         Report {

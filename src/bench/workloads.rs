@@ -251,7 +251,7 @@ async fn list(
     let origin = Instant::now();
     let pages = Arc::new(std::sync::Mutex::new(ListedPages {
         keys: 0,
-        marks: Vec::new(),
+        marks: [(); 3].map(|_| Recorder::new(origin)),
         all: Recorder::new(origin),
     }));
     let seen = pages.clone();
@@ -276,12 +276,12 @@ async fn list(
     Ok(recorder
         .report("list", elapsed)
         .with("keys_listed", pages.keys as f64)
-        .with("first_page_ms", pages.mean_ms(0))
-        .with("middle_page_ms", pages.mean_ms(1))
-        .with("last_page_ms", pages.mean_ms(2))
-        .with("first_page_p50_ms", pages.median_ms(0))
-        .with("middle_page_p50_ms", pages.median_ms(1))
-        .with("last_page_p50_ms", pages.median_ms(2))
+        .with("first_page_ms", pages.marks[0].mean_ms())
+        .with("middle_page_ms", pages.marks[1].mean_ms())
+        .with("last_page_ms", pages.marks[2].mean_ms())
+        .with("first_page_p50_ms", pages.marks[0].quantile_ms(0.5))
+        .with("middle_page_p50_ms", pages.marks[1].quantile_ms(0.5))
+        .with("last_page_p50_ms", pages.marks[2].quantile_ms(0.5))
         .with("page_p50_ms", page.p50_ms)
         .with("page_p99_ms", page.p99_ms)
         .with("page_p999_ms", page.p999_ms))
@@ -291,8 +291,8 @@ async fn list(
 struct ListedPages {
     /// Keys in the last list.
     keys: usize,
-    /// The first, middle and last page's times of each list.
-    marks: Vec<[Duration; 3]>,
+    /// The first, middle and last page's times, one recorder each.
+    marks: [Recorder; 3],
     all: Recorder,
 }
 
@@ -300,36 +300,17 @@ impl ListedPages {
     fn add(&mut self, listed: &client::Listed) {
         self.keys = listed.count;
         let pages = &listed.pages;
-        let at = |index: usize| pages.get(index).copied().unwrap_or_default();
-        self.marks
-            .push([at(0), at(pages.len() / 2), at(pages.len().max(1) - 1)]);
+        for (mark, at) in self
+            .marks
+            .iter_mut()
+            .zip([0, pages.len() / 2, pages.len().max(1) - 1])
+        {
+            mark.record(pages.get(at).copied().unwrap_or_default());
+        }
         for page in pages {
             self.all.record(*page);
         }
     }
-
-    /// The mean over the lists of mark `which` (0 first, 1 middle, 2 last page), in ms.
-    fn mean_ms(&self, which: usize) -> f64 {
-        let total: Duration = self.marks.iter().map(|marks| marks[which]).sum();
-        milliseconds(total / self.marks.len().max(1) as u32)
-    }
-
-    /// The median over the lists of mark `which` (the mean of the middle two for an even count).
-    fn median_ms(&self, which: usize) -> f64 {
-        let mut times: Vec<Duration> = self.marks.iter().map(|marks| marks[which]).collect();
-        times.sort_unstable();
-        let median = match times.len() {
-            0 => Duration::ZERO,
-            n if n % 2 == 1 => times[n / 2],
-            n => (times[n / 2 - 1] + times[n / 2]) / 2,
-        };
-        milliseconds(median)
-    }
-}
-
-/// Milliseconds to the microsecond, as the reports give them.
-fn milliseconds(time: Duration) -> f64 {
-    (time.as_secs_f64() * 1e6).round() / 1000.0
 }
 
 /// `watchers` watches of the run's prefix; `--total` puts; latency from each put's start to
