@@ -4,7 +4,8 @@
 # resource of $PROBE objects in pages of 500 and of 10,000 (first, middle and last page, each
 # the mean of $LISTS lists; every page's p99), count_only of it, a limit=1 range over it, the
 # Fleet simulator on top (the manager's page p99/p99.9 while 100 clusters write), restart to
-# serving, resident memory and bytes on disk per object.
+# serving, resident memory and bytes on disk per object (with COMPACTED_DISK=1, also after a
+# compaction at the head and a defragment).
 #
 #   SIZES="1000000 5000000 10000000 20000000" PROBE=1000000 scripts/scale.sh [TARGET...]
 #   (default targets: sqlite postgres etcd)
@@ -28,6 +29,10 @@ LISTS="${LISTS:-3}"
 # Its own resource: no Fleet object of `bench load` falls under it.
 PROBE_PREFIX=/registry/scale-probes/
 ETCD_BIN="${ETCD_BIN:-$("$ROOT/scripts/etcd35.sh")/etcd}"
+ETCDCTL="${ETCDCTL:-$(dirname "$ETCD_BIN")/etcdctl}"
+# 1: at each size, also the bytes on disk per object after a compaction at the head and a
+# defragment (on SQLite VACUUM rewrites the file: it needs as much free disk again).
+COMPACTED_DISK="${COMPACTED_DISK:-0}"
 ETCD_QUOTA=$((8 * 1024 * 1024 * 1024))
 prepare scale sqlite postgres etcd -- "$@"
 
@@ -94,6 +99,18 @@ for target in "${TARGETS[@]}"; do
         note "$tag" rss-after-restart rss_mib "$(rss_mib)"
         loaded=$(objects)
         note "$tag" disk-per-object disk_bytes_per_object "$(($(disk_mib "$target") * 1048576 / loaded))"
+        if [ "$COMPACTED_DISK" = 1 ]; then
+            # What a store kube-apiserver compacts (every 5 minutes) holds: compact at the head,
+            # wait for it, defragment (VACUUM on SQLite and PostgreSQL), and measure stopped, so
+            # SQLite's write-ahead log is folded back into the file.
+            head=$("$ETCDCTL" --endpoints "$ENDPOINT" endpoint status -w json |
+                python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
+            "$ETCDCTL" --endpoints "$ENDPOINT" --command-timeout=3600s compact "$head" --physical >/dev/null
+            "$ETCDCTL" --endpoints "$ENDPOINT" --command-timeout=3600s defrag >/dev/null
+            stop
+            note "$tag" disk-per-object-compacted disk_bytes_per_object "$(($(disk_mib "$target") * 1048576 / loaded))"
+            start "$target"
+        fi
     done
     stop
     wipe "$target"

@@ -33,7 +33,7 @@ impl Dialect for Mysql {
     const PLACEHOLDERS: Placeholders = Placeholders::Question;
     const KEY: &'static str = "`key`";
     const SHARED: bool = true;
-    const DELETE_SUPERSEDED: &'static str = "DELETE o FROM {table} o JOIN log n \
+    const DELETE_SUPERSEDED: &'static str = "DELETE o FROM history o JOIN log n \
         ON o.`key` = n.`key` AND o.revision < n.revision \
         WHERE n.revision > :from AND n.revision <= :to";
     // The sizes are unsigned: subtracting in unsigned arithmetic can underflow.

@@ -4,11 +4,60 @@
 use std::collections::BTreeMap;
 
 use etcd_client::{CompactionOptions, GetOptions};
+use etcdshim::ServerOptions;
 use tonic::Code;
 
-use crate::harness::{TestServer, status_of};
+use crate::harness::{RawWatch, TestServer, status_of};
 
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+/// A watch of `h/` from `compact_at` gets every change of `model` from there, each with the
+/// key's previous version. That version may be older than the compacted revision: the change
+/// that made it is gone from the log, and its version must still be found. The change at the
+/// compacted revision itself has no previous version to give, as in etcd (it would be read at
+/// a compacted revision).
+async fn watch_matches_the_model(
+    server: &TestServer,
+    model: &[BTreeMap<String, String>],
+    compact_at: i64,
+) {
+    let head = (model.len() - 1) as i64;
+    let mut watch = RawWatch::watching(
+        &server.endpoint(),
+        etcdshim::proto::WatchCreateRequest {
+            key: "h/".into(),
+            range_end: "h0".into(),
+            start_revision: compact_at,
+            prev_kv: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut events = Vec::new();
+    while (events.len() as i64) < head - compact_at + 1 {
+        events.extend(watch.next().await.events);
+    }
+    for (event, revision) in events.iter().zip(compact_at..) {
+        let (before, after) = (&model[revision as usize - 1], &model[revision as usize]);
+        let kv = event.kv.as_ref().expect("kv");
+        let key = String::from_utf8_lossy(&kv.key).into_owned();
+        assert_eq!(kv.mod_revision, revision, "{event:?}");
+        assert_eq!(
+            after.get(&key).map(String::as_bytes).unwrap_or_default(),
+            &kv.value[..],
+            "revision {revision} after compacting at {compact_at}"
+        );
+        if revision > compact_at {
+            let previous = event.prev_kv.as_ref().map(|p| p.value.to_vec());
+            assert_eq!(
+                previous,
+                before.get(&key).map(|v| v.as_bytes().to_vec()),
+                "previous version at revision {revision} after compacting at {compact_at}"
+            );
+        }
+    }
+    assert_eq!(events.len() as i64, head - compact_at + 1, "{events:?}");
+}
+
 const FUTURE: &str = "etcdserver: mvcc: required revision is a future revision";
 
 crate::on_every_backend! {
@@ -69,7 +118,15 @@ crate::on_every_backend! {
     // Every read at or above the compacted revision matches a model of the history, while the
     // compactor removes what is below it.
     async fn history_at_or_above_the_compacted_revision_survives_compaction() {
-        let server = TestServer::start().await;
+        // A window of 10 events: watches from the compacted revisions read the log.
+        let server = TestServer::start_with(ServerOptions {
+            store: etcdshim::store::StoreOptions {
+                watch_window_events: 10,
+                ..Default::default()
+            },
+            ..ServerOptions::default()
+        })
+        .await;
         let mut client = server.client().await;
         // model[revision] = the whole key space after that revision
         let mut model: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(), BTreeMap::new()];
@@ -121,6 +178,7 @@ crate::on_every_backend! {
                 );
                 assert_eq!(resp.count() as usize, got.len());
             }
+            watch_matches_the_model(&server, &model, compact_at).await;
         }
     }
 

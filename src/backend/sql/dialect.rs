@@ -26,8 +26,8 @@ pub trait Dialect: Send + Sync + 'static {
     /// MySQL's prepared statements take one statement at a time).
     const JOINED_STATEMENTS: bool = false;
 
-    /// Deletes the rows of `{table}` (the log or the history, both keyed by key and revision)
-    /// that a change in `(:from, :to]` superseded: the key's older ones.
+    /// Deletes the `history` versions that a change in `(:from, :to]` (a `log` row) superseded:
+    /// the key's older ones.
     const DELETE_SUPERSEDED: &'static str;
 
     /// The database's size on disk and the part of it in use, in bytes.

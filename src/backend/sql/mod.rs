@@ -189,16 +189,16 @@ impl<D: Dialect> Backend for SqlBackend<D> {
     async fn compact_window(&self, after: i64, up_to: i64) -> Result<u64> {
         let mut txn = self.begin("BEGIN").await?;
         let window = [Value::Int(after), Value::Int(up_to)];
-        // Each row of the window is at or below the compacted revision, so it supersedes every
-        // older row of its key, wherever that row lies; a tombstone there then says nothing a
-        // missing row does not. Walking superseding rows visits each change once.
-        let superseded = txn.execute(&self.sql.compact_superseded, &window).await?
-            + txn.execute(&self.sql.compact_history, &window).await?;
-        let tombstones = txn.execute(&self.sql.compact_tombstones, &window).await?;
+        // Each change of the window is at or below the compacted revision, so it supersedes
+        // every older version of its key, wherever that lies. Walking superseding rows visits
+        // each change once; then the window's changes go too, as no read at or above the
+        // compacted revision needs them (`statements::latest_change`).
+        let superseded = txn.execute(&self.sql.compact_history, &window).await?;
+        let changes = txn.execute(&self.sql.compact_log, &window).await?;
         txn.execute(&self.sql.save_compact_progress, &window)
             .await?;
         txn.commit().await?;
-        Ok(superseded + tombstones)
+        Ok(superseded + changes)
     }
 
     async fn ensure_counts(&self) -> Result<()> {

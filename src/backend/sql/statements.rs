@@ -37,6 +37,25 @@ fn key_condition(column: &str, end: &KeyEnd) -> String {
     }
 }
 
+/// The revision of `key`'s latest change within `bound` (`<= :rev`, say), looked up only when
+/// `guard` holds (a database would otherwise evaluate it for every row scanned); 0 if it has
+/// none. Its version is in `history` unless that change was a deletion.
+///
+/// Compaction removes every `log` row below the compacted revision, and with it every `history`
+/// version such a row superseded (see `compact_log`). So the latest change below the compacted
+/// revision, if the key has not changed since, is no longer in `log`, but its version, when it
+/// was a put, is still in `history`; when it was a deletion, `history` holds nothing older. The
+/// latest of the two tables' revisions is the key's latest change either way.
+fn latest_change<D: Dialect>(key: &str, guard: &str, bound: &str) -> String {
+    let newest = |table: &str| {
+        format!(
+            "COALESCE((SELECT MAX(m.revision) FROM {table} m WHERE {guard} AND m.@key = {key} \
+             AND m.revision {bound}), 0)"
+        )
+    };
+    format!("{}({}, {})", D::GREATEST, newest("log"), newest("history"))
+}
+
 /// The largest revision, as an upper bound that makes a scan by revision a bounded range.
 const MAX_REVISION: i64 = i64::MAX;
 
@@ -47,17 +66,8 @@ impl RangeStatements {
         let d_keys = key_condition("d.@key", end);
         let h_keys = key_condition("h.@key", end);
         let l_keys = key_condition("l.@key", end);
-        // The revision of `key`'s latest change at or below :rev, looked up only when `guard`
-        // holds (a database would otherwise evaluate it for every row scanned). Its version is
-        // in `history` unless that change was a deletion.
-        let latest = |key: &str, guard: &str| {
-            format!(
-                "(SELECT MAX(m.revision) FROM log m WHERE {guard} AND m.@key = {key} \
-                 AND m.revision <= :rev)"
-            )
-        };
-        let latest_c = latest("c.@key", "c.mod_revision > :rev");
-        let latest_g = latest("g.@key", "TRUE");
+        let latest_c = latest_change::<D>("c.@key", "c.mod_revision > :rev", "<= :rev");
+        let latest_g = latest_change::<D>("g.@key", "TRUE", "<= :rev");
         // Tombstones after :rev: for a range, found through the index of tombstones by revision
         // (few, even while many keys change); for one key, through the key's own history.
         let ranged = !matches!(end, KeyEnd::Single);
@@ -99,6 +109,7 @@ impl RangeStatements {
             }
         );
         let with_prev = D::boolean(":prev");
+        let previous = latest_change::<D>("l.@key", &with_prev, "< l.revision");
         RangeStatements {
             page: render(&format!(
                 "SELECT * FROM (SELECT c.@key AS @key, {} AS create_revision, \
@@ -133,8 +144,7 @@ impl RangeStatements {
                  LEFT JOIN history h ON l.deleted = 0 AND h.@key = l.@key \
                    AND h.revision = l.revision \
                  LEFT JOIN history p ON {with_prev} AND p.@key = l.@key \
-                   AND p.revision = (SELECT MAX(m.revision) FROM log m \
-                     WHERE {with_prev} AND m.@key = l.@key AND m.revision < l.revision) \
+                   AND p.revision = {previous} \
                  WHERE l.revision >= :from AND l.revision <= :to AND {l_keys} \
                  ORDER BY l.revision, l.sub LIMIT :limit"
             )),
@@ -245,14 +255,13 @@ pub struct Statements {
     pub meta_value: Sql,
     /// :name, :value
     pub save_meta_value: Sql,
-    /// :from, :to: log rows superseded by a change in (:from, :to], all at or below the
+    /// :from, :to: the versions that changes in (:from, :to] replaced, all at or below the
     /// compacted revision.
-    pub compact_superseded: Sql,
-    /// :from, :to: the versions those changes replaced.
     pub compact_history: Sql,
-    /// :from, :to: tombstones trail by one revision (a watch may start at the compacted
-    /// revision and must see its deletions).
-    pub compact_tombstones: Sql,
+    /// :from, :to: the changes in [:from, :to), after `compact_history` used them. The log
+    /// trails by one revision: a watch may start at the compacted revision and must see its
+    /// changes.
+    pub compact_log: Sql,
     /// :from, :to
     pub save_compact_progress: Sql,
     pub compact_progress: Sql,
@@ -396,11 +405,8 @@ impl Statements {
                 ),
                 &["name", "value"],
             ),
-            compact_superseded: compact(&D::DELETE_SUPERSEDED.replace("{table}", "log")),
-            compact_history: compact(&D::DELETE_SUPERSEDED.replace("{table}", "history")),
-            compact_tombstones: compact(
-                "DELETE FROM log WHERE revision >= :from AND revision < :to AND deleted = 1",
-            ),
+            compact_history: compact(D::DELETE_SUPERSEDED),
+            compact_log: compact("DELETE FROM log WHERE revision >= :from AND revision < :to"),
             save_compact_progress: compact(&format!(
                 "UPDATE meta SET value = {}(value, :to) WHERE name = 'compact_progress'",
                 D::GREATEST
