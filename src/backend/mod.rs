@@ -13,6 +13,7 @@ mod options;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_pages;
 
 use std::sync::Arc;
 

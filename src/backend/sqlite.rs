@@ -16,21 +16,30 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::DatastoreOptions;
 use super::sql::connections::{Connections, KeepCheck, Limits};
 use super::sql::reopen::Reopen;
-use super::sql::template::Placeholders;
-use super::sql::{Dialect, LocalFile, SqlBackend};
+use super::sql::template::{Placeholders, Sql};
+use super::sql::{BoxFuture, Dialect, LocalFile, SqlBackend, Value};
+use super::sqlite_pages;
 use crate::error::{Error, Result};
+use crate::proto::KeyValue;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 const READ_POOL_SIZE: u32 = 8;
-/// Pages of a new database file: SQLite's default of 4 KiB. Pages of 16 KiB hold rows of 1 KiB
-/// objects better (1,646 against 1,760 bytes per object on disk, 200,000 Fleet objects), but
-/// every page a commit changes goes to the WAL whole and is checksummed: a one-put batch commit
-/// took 2.06 ms against 0.81 and 1.22 ms (two runs) with 4 KiB pages, 100 puts 8.2 against 3.8
-/// and 5.2 ms (criterion `sequencer_batch_commit`), and one client writing alone made 385
-/// txn-puts/s against 594.
-/// A file made before keeps its page size.
-const SQLITE_PAGE_SIZE: u32 = 4096;
+/// Pages of a new database file: 8 KiB. A `current` row of a 1 KiB object takes about 1,150
+/// bytes: three fit a 4 KiB page (a third of each page empty), seven an 8 KiB one. Measured
+/// 2026-12-03 (100,000 puts of 1 KiB values, compacted and defragmented): 1,250 bytes per object
+/// against 1,450 with 4 KiB pages, one client's put p50 0.76 and 0.86 ms against 0.73 and 0.90,
+/// txn-puts of 100 clients 4,947 and 5,211/s against 6,126 and 5,257 (two rounds each, beside
+/// another load). Pages of 16 KiB store the same 1 KiB rows no better, and every page a commit
+/// changes goes to the WAL whole: a one-put commit took 2.06 ms against 0.81 to 1.22 ms with 4
+/// KiB pages (2026-12-02). A file made before keeps its page size (VACUUM does not change it
+/// in WAL mode).
+const SQLITE_PAGE_SIZE: u32 = 8192;
+
+/// The bytes the WAL file keeps after a checkpoint empties it. SQLite reuses the file rather
+/// than shrinking it, so without a limit it stays as large as it ever grew: while long lists
+/// hold snapshots, or after a defragment (a whole copy of the database).
+const WAL_SIZE_LIMIT: &str = "67108864";
 
 /// Page cache per connection, in KiB (SQLite's negative `cache_size`). Each connection has its
 /// own: the writer's holds the indexes a batch updates; readers stream pages the operating
@@ -68,9 +77,19 @@ impl Dialect for Sqlite {
     const DB_SIZE: &'static str = "SELECT p.page_count * s.page_size, \
         (p.page_count - f.freelist_count) * s.page_size \
         FROM pragma_page_count() p, pragma_page_size() s, pragma_freelist_count() f";
-    const DEFRAGMENT: &'static str = "VACUUM";
+    // VACUUM writes the whole new file through the WAL; the checkpoint copies it back and
+    // empties the WAL, which would otherwise keep that size on disk beside the file.
+    const DEFRAGMENT: &'static str = "VACUUM; PRAGMA wal_checkpoint(TRUNCATE)";
     const GREATEST: &'static str = "MAX";
     const INTEGER_CAST: &'static str = "INTEGER";
+
+    fn page<'c>(
+        conn: &'c mut sqlx::SqliteConnection,
+        sql: &'c Sql,
+        arguments: &'c [Value<'c>],
+    ) -> BoxFuture<'c, std::result::Result<Vec<KeyValue>, sqlx::Error>> {
+        Box::pin(sqlite_pages::key_values(conn, sql, arguments))
+    }
 
     /// SQLite's planner takes the key range's index for scans by revision unless told.
     fn table_via(table: &str, alias: &str, index: &str) -> String {
@@ -143,7 +162,8 @@ pub async fn open(path: &str, options: &DatastoreOptions) -> Result<SqlBackend<S
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(10))
         .page_size(SQLITE_PAGE_SIZE)
-        .pragma("temp_store", "memory");
+        .pragma("temp_store", "memory")
+        .pragma("journal_size_limit", WAL_SIZE_LIMIT);
     let connect = options.logged(connect);
     // Created here, once: a connection opened later (after a failure, see `reopen`) must find
     // the file, not make an empty one where an unmounted volume used to be.

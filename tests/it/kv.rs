@@ -643,8 +643,13 @@ crate::on_every_backend! {
             b"b\x7f".to_vec(),
             b"ba".to_vec(),
         ];
+        // Values come back byte for byte too: an empty one, and ones with NUL and 0xff bytes.
+        let value_of = |key: &[u8]| match key {
+            b"b" => Vec::new(),
+            key => [key, b"\x00\xff".as_slice()].concat(),
+        };
         for key in &keys {
-            client.put(key.clone(), "v", None).await.expect("put");
+            client.put(key.clone(), value_of(key), None).await.expect("put");
         }
         let mut expected = keys.clone();
         expected.sort();
@@ -653,5 +658,8 @@ crate::on_every_backend! {
         assert_eq!(got, expected, "bytewise ascending, as etcd");
         let prefix = client.get("b", Some(GetOptions::new().with_prefix())).await.expect("prefix");
         assert_eq!(prefix.count(), 6, "the prefix b covers b, b\\x00, b\\x7f, b\\x80, b\\xff and ba");
+        for kv in prefix.kvs() {
+            assert_eq!(kv.value(), value_of(kv.key()).as_slice(), "the value of {:?}", kv.key());
+        }
     }
 }

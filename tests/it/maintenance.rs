@@ -138,6 +138,18 @@ crate::on_every_backend! {
         // writers out) and InnoDB keep freed space for reuse.
         if crate::harness::current_backend() == crate::harness::Backend::Sqlite {
             assert!(after.db_size() < before.db_size(), "{} -> {}", before.db_size(), after.db_size());
+            // VACUUM wrote the new file through the WAL; none of that copy stays on disk.
+            let wal = server
+                .database_url()
+                .trim_start_matches("sqlite://")
+                .to_string()
+                + "-wal";
+            let wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            assert!(
+                wal_bytes < after.db_size() as u64 / 2,
+                "{wal} holds {wal_bytes} bytes after a defragment of a {}-byte file",
+                after.db_size()
+            );
         }
         let alarms = client
             .alarm(

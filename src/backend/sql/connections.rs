@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 use sqlx::{ConnectOptions, Connection, Database};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::dialect::Dialect;
 use super::driver::{Driver, Value};
 use super::template::Sql;
+use crate::proto::KeyValue;
 
 /// Whether a connection opened this long ago may serve (checked before each use).
 pub type KeepCheck = Arc<dyn Fn(Duration) -> bool + Send + Sync>;
@@ -200,6 +202,16 @@ impl<DB: Driver> Held<DB> {
         arguments: &[Value<'_>],
     ) -> Result<Vec<DB::Row>, sqlx::Error> {
         let result = DB::fetch_all(self.raw(), sql, arguments).await;
+        self.noted(result)
+    }
+
+    /// Runs `sql`, a page of a range, the dialect's way.
+    pub async fn page<D: Dialect<Db = DB>>(
+        &mut self,
+        sql: &Sql,
+        arguments: &[Value<'_>],
+    ) -> Result<Vec<KeyValue>, sqlx::Error> {
+        let result = D::page(self.raw(), sql, arguments).await;
         self.noted(result)
     }
 

@@ -2,8 +2,17 @@
 //! (`backend/sqlite.rs`, `postgres.rs`, `mysql.rs`) implements this; everything else about SQL
 //! is written once in [`super::statements`].
 
-use super::driver::Driver;
-use super::template::Placeholders;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::Database;
+
+use super::driver::{Driver, Value};
+use super::rows;
+use super::template::{Placeholders, Sql};
+use crate::proto::KeyValue;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 pub trait Dialect: Send + Sync + 'static {
     /// The sqlx driver.
@@ -81,6 +90,20 @@ pub trait Dialect: Send + Sync + 'static {
     /// that the planner does not take the column's own index instead.
     fn filter_only(column: &str) -> String {
         column.to_string()
+    }
+
+    /// Runs a statement that selects a page of a range (`key, create_revision, mod_revision,
+    /// version, lease, value`) and returns its rows in order. SQLite reads them through its C
+    /// API instead (`backend/sqlite_pages.rs`).
+    fn page<'c>(
+        conn: &'c mut <Self::Db as Database>::Connection,
+        sql: &'c Sql,
+        arguments: &'c [Value<'c>],
+    ) -> BoxFuture<'c, Result<Vec<KeyValue>, sqlx::Error>> {
+        Box::pin(async move {
+            let fetched = Self::Db::fetch_all(conn, sql, arguments).await?;
+            fetched.iter().map(rows::key_value::<Self::Db>).collect()
+        })
     }
 
     /// A boolean parameter in an expression.

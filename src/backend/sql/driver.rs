@@ -7,14 +7,11 @@
 //! blanket implementation of [`Driver`], and the rest of the backend calls its few methods:
 //! run a statement with arguments, read a column.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row as _, Type};
 
 use super::template::Sql;
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use super::dialect::BoxFuture;
 
 /// An argument of a statement.
 #[derive(Clone, Copy, Debug)]

@@ -29,7 +29,8 @@ mod session;
 mod statements;
 pub mod template;
 
-pub use dialect::Dialect;
+pub use dialect::{BoxFuture, Dialect};
+pub use driver::Value;
 pub use kine::KineSource;
 
 use std::marker::PhantomData;
@@ -47,7 +48,7 @@ use crate::error::Result;
 use crate::metrics::timed;
 use crate::proto::mvccpb::Event;
 use connections::{Connections, Held};
-use driver::{Driver as _, Value};
+use driver::Driver as _;
 use point_reads::PointReads;
 use session::{Session, single_int};
 use statements::{RangeArgs, Statements, limit_or_all};

@@ -9,7 +9,7 @@ use crate::proto::KeyValue;
 use crate::proto::mvccpb::{Event, event::EventType};
 
 /// `key, create_revision, mod_revision, version, lease, value`.
-pub fn key_value<DB: Driver>(row: &DB::Row) -> Result<KeyValue> {
+pub fn key_value<DB: Driver>(row: &DB::Row) -> Result<KeyValue, sqlx::Error> {
     Ok(KeyValue {
         key: Bytes::from(DB::bytes(row, 0)?),
         create_revision: DB::int(row, 1)?,

@@ -15,7 +15,7 @@ use super::driver::{Driver as _, Value};
 use super::rows;
 use super::statements::{RangeArgs, Statements, limit_or_all};
 use super::template::{self, Sql};
-use crate::backend::{BatchWrite, KeyRange, KvRead, LeaseRecord, WriteTxn};
+use crate::backend::{BatchWrite, KeyEnd, KeyRange, KvRead, LeaseRecord, WriteTxn};
 use crate::error::Result;
 use crate::metrics::timed;
 use crate::proto::KeyValue;
@@ -60,11 +60,18 @@ impl<D: Dialect> KvRead for Session<D> {
             ..RangeArgs::new(range)
         };
         let page = &self.sql.range(range.end).page;
-        let fetched = timed("range", self.conn.fetch_all(page, &args.values())).await?;
-        let mut kvs = fetched
-            .iter()
-            .map(rows::key_value::<D::Db>)
-            .collect::<Result<Vec<_>>>()?;
+        let arguments = args.values();
+        let mut kvs = match range.end {
+            // One key, at most one row: sqlx's cache of prepared statements serves it best.
+            KeyEnd::Single => {
+                let fetched = timed("range", self.conn.fetch_all(page, &arguments)).await?;
+                fetched
+                    .iter()
+                    .map(rows::key_value::<D::Db>)
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            _ => timed("range", self.conn.page::<D>(page, &arguments)).await?,
+        };
         // Both parts come sorted and hold disjoint keys; merge them and cut to the limit.
         kvs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
         if limit > 0 {
@@ -192,7 +199,10 @@ impl<D: Dialect> WriteTxn for Session<D> {
             .conn
             .fetch_all(&self.sql.live_of_lease, &[Value::Int(lease)])
             .await?;
-        rows.iter().map(rows::key_value::<D::Db>).collect()
+        Ok(rows
+            .iter()
+            .map(rows::key_value::<D::Db>)
+            .collect::<Result<_, _>>()?)
     }
 
     async fn lease(&mut self, lease: i64) -> Result<Option<LeaseRecord>> {
