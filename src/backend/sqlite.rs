@@ -30,7 +30,9 @@ const READ_POOL_SIZE: u32 = 8;
 /// 2026-12-03 (100,000 puts of 1 KiB values, compacted and defragmented): 1,250 bytes per object
 /// against 1,450 with 4 KiB pages, one client's put p50 0.76 and 0.86 ms against 0.73 and 0.90,
 /// txn-puts of 100 clients 4,947 and 5,211/s against 6,126 and 5,257 (two rounds each, beside
-/// another load). Pages of 16 KiB store the same 1 KiB rows no better, and every page a commit
+/// another load); on a quiet machine etcd's benchmark tool (256-byte values, 100 clients, two
+/// rounds) made 11,978 and 13,570 puts/s against 11,603 and 11,179, and 9,626 and 11,211
+/// txn-puts/s against 8,341 and 10,041: smaller trees, fewer pages per commit. Pages of 16 KiB store the same 1 KiB rows no better, and every page a commit
 /// changes goes to the WAL whole: a one-put commit took 2.06 ms against 0.81 to 1.22 ms with 4
 /// KiB pages (2026-12-02). A file made before keeps its page size (VACUUM does not change it
 /// in WAL mode).
