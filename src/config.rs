@@ -248,6 +248,7 @@ impl ServeArgs {
                         key_file: self.key_file.clone(),
                         skip_verify: self.skip_verify,
                     },
+                    ..DatastoreOptions::default()
                 },
                 follow_batch: self.poll_batch_size,
                 compaction: CompactionOptions {

@@ -82,6 +82,7 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBacke
         connections,
         None,
         None,
+        options.counted_prefix_min_keys,
     ))
 }
 

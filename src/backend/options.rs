@@ -26,7 +26,15 @@ pub struct DatastoreOptions {
     pub slow_sql_warning_threshold: Duration,
     /// PostgreSQL/MySQL: TLS to the database.
     pub tls: DatabaseTls,
+    /// A `/`-ending prefix gets a live-key counter row once it holds this many keys; a smaller
+    /// one is counted through the key index (at most this many keys read).
+    pub counted_prefix_min_keys: i64,
 }
+
+/// See [`DatastoreOptions::counted_prefix_min_keys`]: an index count of 1,000 keys costs well
+/// under a millisecond, and most namespaces of a resource hold fewer keys (a Fleet namespace
+/// mostly one), so most counter rows, one per namespace and resource, are not written.
+pub const COUNTED_PREFIX_MIN_KEYS: i64 = 1000;
 
 /// How long a statement waits for a connection before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,6 +51,7 @@ impl Default for DatastoreOptions {
             slow_sql_threshold: Duration::from_secs(1),
             slow_sql_warning_threshold: Duration::from_secs(5),
             tls: DatabaseTls::default(),
+            counted_prefix_min_keys: COUNTED_PREFIX_MIN_KEYS,
         }
     }
 }

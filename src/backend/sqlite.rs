@@ -218,5 +218,6 @@ pub async fn open(path: &str, options: &DatastoreOptions) -> Result<SqlBackend<S
             reopen,
             _lock: lock,
         }),
+        options.counted_prefix_min_keys,
     ))
 }

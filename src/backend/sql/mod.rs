@@ -82,8 +82,9 @@ impl<D: Dialect> SqlBackend<D> {
         writes: Connections<D::Db>,
         changes: Option<Arc<Notify>>,
         file: Option<LocalFile>,
+        counted_prefix_min_keys: i64,
     ) -> SqlBackend<D> {
-        let sql = Arc::new(Statements::new::<D>());
+        let sql = Arc::new(Statements::new::<D>(counted_prefix_min_keys));
         SqlBackend {
             point_reads: PointReads::new(reads.clone(), sql.clone()),
             reads,
@@ -117,9 +118,15 @@ impl<D: Dialect> SqlBackend<D> {
 }
 
 impl<D: Dialect> SqlBackend<D> {
-    /// Adds the counts of `closed` prefixes in the rebuild's transaction.
+    /// Adds the counts of `closed` prefixes in the rebuild's transaction: those that hold
+    /// enough keys to have a counter row.
     async fn flush_counts(&self, txn: &mut Held<D::Db>, closed: Vec<(Bytes, i64)>) -> Result<()> {
-        for (statement, chunk) in self.sql.add_counts.chunks(&closed) {
+        let min_keys = self.sql.counted_prefix_min_keys;
+        let kept: Vec<(Bytes, i64)> = closed
+            .into_iter()
+            .filter(|(_, live)| *live >= min_keys)
+            .collect();
+        for (statement, chunk) in self.sql.add_counts.chunks(&kept) {
             let mut arguments = Vec::with_capacity(chunk.len() * 2);
             for (prefix, live) in chunk {
                 arguments.extend([Value::Bytes(prefix), Value::Int(*live)]);

@@ -198,7 +198,9 @@ mod tests {
                 conn.execute(&sql, &[]).await.expect("schema");
             }
         }
-        let sql = Arc::new(Statements::new::<crate::backend::sqlite::Sqlite>());
+        let sql = Arc::new(Statements::new::<crate::backend::sqlite::Sqlite>(
+            crate::backend::options::COUNTED_PREFIX_MIN_KEYS,
+        ));
         let reads = PointReads::new(connections, sql);
         let batches_before = crate::metrics::metrics()
             .point_read_batch_size

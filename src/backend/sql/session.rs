@@ -40,6 +40,76 @@ impl<D: Dialect> Session<D> {
     }
 }
 
+impl<D: Dialect> Session<D> {
+    /// Applies a batch's changes of live keys per prefix, after its keys are written: a
+    /// prefix with a counter row adds its change; one without gets a row, with its exact
+    /// count, once it holds `counted_prefix_min_keys` keys (counted up to that many).
+    async fn write_counts(&mut self, changes: &[(Bytes, i64)]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let sql = self.sql.clone();
+        let min_keys = sql.counted_prefix_min_keys;
+        let mut counted = std::collections::HashSet::new();
+        for (statement, chunk) in sql.counted_of.chunks(changes) {
+            let arguments: Vec<Value> = chunk.iter().map(|(p, _)| Value::Bytes(p)).collect();
+            for row in self.conn.fetch_all(statement, &arguments).await? {
+                counted.insert(D::Db::bytes(&row, 0)?);
+            }
+        }
+        // Without a row a prefix held fewer than `min_keys` keys before this batch, so it holds
+        // fewer than `min_keys + change` now: counted up to that, the count is exact.
+        let growing: Vec<(&Bytes, Vec<u8>, i64)> = changes
+            .iter()
+            .filter(|(prefix, change)| *change > 0 && !counted.contains(prefix.as_ref()))
+            .map(|(prefix, change)| (prefix, prefix_end(prefix), min_keys + change))
+            .collect();
+        let mut rows: Vec<(Bytes, i64)> = changes
+            .iter()
+            .filter(|(prefix, _)| counted.contains(prefix.as_ref()))
+            .cloned()
+            .collect();
+        for (statement, chunk) in sql.live_up_to.chunks(&growing) {
+            let mut arguments = Vec::with_capacity(chunk.len() * 4);
+            for (ordinal, (prefix, end, limit)) in chunk.iter().enumerate() {
+                arguments.extend([
+                    Value::Int(ordinal as i64),
+                    Value::Bytes(prefix),
+                    Value::Bytes(end),
+                    Value::Int(*limit),
+                ]);
+            }
+            for row in self.conn.fetch_all(statement, &arguments).await? {
+                let live = D::Db::int(&row, 1)?;
+                let at = usize::try_from(D::Db::int(&row, 0)?).ok();
+                if let Some((prefix, _, _)) = at.and_then(|at| chunk.get(at))
+                    && live >= min_keys
+                {
+                    rows.push(((*prefix).clone(), live));
+                }
+            }
+        }
+        for (statement, chunk) in sql.add_counts.chunks(&rows) {
+            let mut arguments = Vec::with_capacity(chunk.len() * 2);
+            for (prefix, change) in chunk {
+                arguments.extend([Value::Bytes(prefix), Value::Int(*change)]);
+            }
+            self.conn.execute(statement, &arguments).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The end of a `/`-ending prefix's range: the prefix with its last byte raised by one.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    if let Some(last) = end.last_mut() {
+        // A counted prefix ends in `/`, which has a successor.
+        *last = last.saturating_add(1);
+    }
+    end
+}
+
 /// The one number a statement selects.
 pub fn single_int<D: Dialect>(rows: &[<D::Db as Database>::Row]) -> Result<i64> {
     match rows.first() {
@@ -150,13 +220,6 @@ fn write_statements<'a>(
             chunk.iter().map(|key| Value::Bytes(key)).collect(),
         ));
     }
-    for (statement, chunk) in sql.add_counts.chunks(changes.counts) {
-        let mut arguments = Vec::with_capacity(chunk.len() * 2);
-        for (prefix, change) in chunk {
-            arguments.extend([Value::Bytes(prefix), Value::Int(*change)]);
-        }
-        statements.push((statement, arguments));
-    }
     statements
 }
 
@@ -186,12 +249,12 @@ impl<D: Dialect> WriteTxn for Session<D> {
         if D::JOINED_STATEMENTS && statements.len() <= MAX_JOINED {
             let (sql, arguments) = template::joined(&statements);
             self.conn.execute(&sql, &arguments).await?;
-            return Ok(());
+            return self.write_counts(changes.counts).await;
         }
         for (statement, arguments) in &statements {
             self.conn.execute(statement, arguments).await?;
         }
-        Ok(())
+        self.write_counts(changes.counts).await
     }
 
     async fn keys_with_lease(&mut self, lease: i64) -> Result<Vec<KeyValue>> {
