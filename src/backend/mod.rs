@@ -81,7 +81,8 @@ impl<'a> KeyRange<'a> {
 
     /// Whether the range is every key under a prefix that ends in `/` (`[P, P with its last
     /// byte raised)`, as kube-apiserver's lists and counts of a resource or a namespace are):
-    /// those have a live-key counter.
+    /// those are counted from a live-key counter row, or, below the row's threshold of keys,
+    /// through the key index.
     pub fn is_counted_prefix(&self) -> bool {
         let (Some((b'/', stem)), KeyEnd::Before(end)) = (self.key.split_last(), self.end) else {
             return false;
@@ -90,8 +91,8 @@ impl<'a> KeyRange<'a> {
     }
 }
 
-/// The prefixes of `key` that have a live-key counter: every one that ends in `/` (the key
-/// itself too, when it does).
+/// The prefixes of `key` that may have a live-key counter row: every one that ends in `/` (the
+/// key itself too, when it does).
 pub fn counted_prefixes(key: &[u8]) -> impl Iterator<Item = &[u8]> {
     key.iter()
         .enumerate()

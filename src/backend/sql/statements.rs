@@ -130,10 +130,9 @@ impl RangeStatements {
             count: render(&format!(
                 "SELECT (SELECT COUNT(*) FROM current c WHERE {c_keys}){corrections}"
             )),
-            // A prefix without a counter row holds fewer keys than make one worth keeping:
-            // counted through the key index. The limit keeps that count small even where the
-            // database evaluates it beside a row it does not need (PostgreSQL, before its
-            // first ANALYZE, took 46 ms a count at 1M keys without it).
+            // A prefix without a counter row holds fewer keys than the threshold (the writer
+            // makes the row as it reaches it), so its index count reads fewer than that many
+            // entries; the limit states that bound in the statement.
             prefix_count: render(&format!(
                 "SELECT COALESCE((SELECT live FROM counts WHERE prefix = :key), \
                    (SELECT COUNT(*) FROM (SELECT 1 FROM current c WHERE {c_keys} \
