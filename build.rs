@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .bytes(".")
+        // A buffer sized once per message: src/proto/codec.rs says why.
+        .codec_path("crate::proto::codec::SizedCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -39,11 +39,13 @@ for suffix, when in (("-unvacuumed", ", before VACUUM"), ("", "")):
         (f"list-500{suffix}", "last_page_ms", f"last page of 500{when}", "ms", 1, False),
         (f"list-500{suffix}", "first_page_p50_ms", f"first page of 500, median of the lists{when}", "ms", 1, False),
         (f"list-500{suffix}", "middle_page_p50_ms", f"middle page of 500, median of the lists{when}", "ms", 1, False),
+        (f"list-500{suffix}", "page_p50_ms", f"page of 500, p50{when}", "ms", 1, False),
         (f"list-500{suffix}", "page_p99_ms", f"page of 500, p99{when}", "ms", 1, False),
         (f"list-10000{suffix}", "p50_ms", f"full list, pages of 10,000{when}", "s", 0.001, False),
         (f"list-10000{suffix}", "first_page_ms", f"first page of 10,000{when}", "ms", 1, False),
         (f"list-10000{suffix}", "middle_page_ms", f"middle page of 10,000{when}", "ms", 1, False),
         (f"list-10000{suffix}", "last_page_ms", f"last page of 10,000{when}", "ms", 1, False),
+        (f"list-10000{suffix}", "page_p50_ms", f"page of 10,000, p50{when}", "ms", 1, False),
         (f"count{suffix}", "p50_ms", f"count_only{when}", "ms", 1, False),
         (f"first-page{suffix}", "p50_ms", f"range with limit 1 (and its count){when}", "ms", 1, False),
     ]
