@@ -8,8 +8,11 @@
 #   ROUNDS=3 (default), LISTS=5 (default), PROBE=1000000 (default)
 #
 # Results go to $RESULTS (default /tmp/etcdshim-bench/pages-ab.jsonl), tagged TARGET@old and
-# TARGET@new. The new binary is the bench client of both sides.
+# TARGET@new. The new binary loads the store and is the bench client of both sides, so the old
+# binary must open the new one's schema. Each round runs old before new.
 source "$(dirname "$0")/lib.sh"
+# Every list runs: lib.sh's `bench` would skip cases not named in $CASES.
+unset CASES
 
 [ $# -ge 2 ] || { echo "usage: scripts/pages-ab.sh OLD_BINARY NEW_BINARY [TARGET...]" >&2; exit 2; }
 OLD="$(realpath "$1")"
@@ -62,8 +65,11 @@ pages = {}
 for line in open(sys.argv[1]):
     row = json.loads(line)
     pages.setdefault((row["target"], row["case"]), []).append(row["report"]["page_p50_ms"])
-for side in sorted({target for target, _ in pages}):
-    ratios = [big / small for small, big in zip(pages[(side, "list-500")], pages[(side, "list-10000")])]
+for side in sorted({target for target, _ in pages}, reverse=True):
+    small, big = pages[(side, "list-500")], pages[(side, "list-10000")]
+    if len(small) != len(big):
+        sys.exit(f"{side}: {len(small)} runs in pages of 500 but {len(big)} in pages of 10,000")
+    ratios = [b / s for s, b in zip(small, big)]
     print(f"{side}: page of 10,000 over page of 500 (p50s), by round: " + ", ".join(f"{r:.1f}" for r in ratios))
 PY
 done

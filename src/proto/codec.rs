@@ -2,10 +2,11 @@
 //!
 //! tonic encodes each message into a buffer of 8 KiB that prost grows by doubling as it writes.
 //! A page of 10,000 objects of 1 KiB is a 10 MB message: the buffer was reallocated eleven
-//! times, 16 MB copied and 32 MB of fresh memory touched for it. Profiled on SQLite, the growth
-//! took 17% of the server's time and the page faults it caused most of another 25%, which is
-//! why a page of 10,000 cost more than 20 pages of 500 (issue 11). Here the encoder reserves the
+//! times and 16 MB copied for it; profiled on SQLite, that growth took 17% of the server's time
+//! (docs/benchmarks.md, "Pages of 10,000: the response's buffer"). Here the encoder reserves the
 //! message's exact length (`encoded_len`, a walk over the lengths only) before writing it.
+//! prost's `encode` walks the lengths once more to check the space; its `encode_raw`, which
+//! would not, is meant for prost's own implementations only, so it is not called here.
 //! Decoding is prost's, unchanged.
 
 // The generated code beside it is exempt from lints; this file is ours.
@@ -64,6 +65,6 @@ impl<T: Message> Encoder for SizedEncoder<T> {
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         buf.reserve(item.encoded_len());
         item.encode(buf)
-            .map_err(|error| Status::internal(format!("encoding a response: {error}")))
+            .map_err(|error| Status::internal(format!("encoding a message: {error}")))
     }
 }
