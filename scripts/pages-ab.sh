@@ -30,8 +30,8 @@ for target in "${TARGETS[@]}"; do
     wipe "$target"
     SERVER_BIN="$NEW"
     start "$target@load"
-    "$ETCDSHIM" bench --endpoints "$ENDPOINT" --json --clients 200 --conns 10 --val-size 1024 \
-        --key-size 64 --total "$PROBE" --prefix "$PREFIX" put >/dev/null
+    bench "$target@load" load-probe --clients 200 --conns 10 --val-size 1024 --key-size 64 \
+        --total "$PROBE" --prefix "$PREFIX" put >/dev/null
     stop
     if [ "$target" = postgres ]; then
         psql -q -h 127.0.0.1 -U postgres -d etcdshim_bench -c 'VACUUM ANALYZE'
@@ -59,13 +59,13 @@ for target in "${TARGETS[@]}"; do
     echo "### $target: new / old"
     grep -E "\"target\":\"$target@(old|new)\"" "$RESULTS" >"$WORK/pages-ab-$target.jsonl"
     python3 "$ROOT/scripts/table.py" "$WORK/pages-ab-$target.jsonl" --reference "$target@old"
-    python3 - "$WORK/pages-ab-$target.jsonl" <<'PY'
+    python3 - "$WORK/pages-ab-$target.jsonl" "$target" <<'PY'
 import json, sys
 pages = {}
 for line in open(sys.argv[1]):
     row = json.loads(line)
     pages.setdefault((row["target"], row["case"]), []).append(row["report"]["page_p50_ms"])
-for side in sorted({target for target, _ in pages}, reverse=True):
+for side in (f"{sys.argv[2]}@new", f"{sys.argv[2]}@old"):
     small, big = pages[(side, "list-500")], pages[(side, "list-10000")]
     if len(small) != len(big):
         sys.exit(f"{side}: {len(small)} runs in pages of 500 but {len(big)} in pages of 10,000")

@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use prost::Message;
 use tonic::Status;
 use tonic::codec::{Codec, EncodeBuf, Encoder};
-use tonic_prost::{ProstCodec, ProstDecoder};
+use tonic_prost::ProstDecoder;
 
 /// Named by build.rs as the codec of the generated servers and clients.
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ProstCodec::<T, U>::default().decoder()
+        ProstDecoder::default()
     }
 }
 
