@@ -80,6 +80,11 @@ impl WriteBuffer {
         Ok(())
     }
 
+    /// Records `key`'s live version at the start of the batch, known without a query.
+    pub fn known(&mut self, key: Bytes, live: Option<KeyValue>) {
+        self.state.entry(key).or_insert(live);
+    }
+
     /// The live version of `key` at the newest revision of the batch.
     pub async fn get(&mut self, key: &[u8]) -> Result<Option<KeyValue>> {
         if let Some(known) = self.state.get(key) {

@@ -181,6 +181,14 @@ impl Writer {
                 _ => {}
             }
         }
+        // Keys whose state at `head` the read cache holds need no query.
+        keys.retain(|key| match self.read_cache.get(key, head) {
+            Some(cached) => {
+                buffer.known(key.clone(), cached.into_live());
+                false
+            }
+            None => true,
+        });
         buffer.prefetch(keys).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for request in batch {

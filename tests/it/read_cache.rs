@@ -69,6 +69,26 @@ async fn check_against(
     }
 }
 
+/// A key's state as the model keeps it: value, create revision, mod revision, version.
+type KeyState = (String, i64, i64, i64);
+
+fn state_of(kv: &etcd_client::KeyValue) -> KeyState {
+    (
+        String::from_utf8_lossy(kv.value()).into_owned(),
+        kv.create_revision(),
+        kv.mod_revision(),
+        kv.version(),
+    )
+}
+
+/// The state a put of `value` at `revision` leaves, after `before`.
+fn written(before: Option<&KeyState>, value: String, revision: i64) -> KeyState {
+    match before {
+        Some((_, create, _, version)) => (value, *create, revision, version + 1),
+        None => (value, revision, revision, 1),
+    }
+}
+
 crate::on_every_backend! {
     async fn single_key_gets_follow_every_kind_of_write() {
         let server = TestServer::start().await;
@@ -285,5 +305,84 @@ crate::on_every_backend! {
         for reader in readers {
             reader.await.expect("reader");
         }
+    }
+
+    async fn writes_build_on_the_versions_before_them() {
+        // Each write's outcome (its prev_kv, the version and create revision it gives, whether
+        // a compare holds) comes from the key's state before it: on SQLite from the read cache
+        // when the key is there, so the cache must hold exactly what the database does, across
+        // deletes, failed compares and a restart (which starts with nothing cached).
+        use rand::{Rng, SeedableRng};
+        const STEPS: usize = 300;
+        let keys = ["built/a", "built/b", "built/c"];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut server = TestServer::start().await;
+        let mut client = server.client().await;
+        // key -> (value, create revision, mod revision, version)
+        let mut model: BTreeMap<&str, KeyState> = BTreeMap::new();
+        for step in 0..STEPS {
+            if step == STEPS / 2 {
+                server = server.restart().await;
+                client = server.client().await;
+            }
+            let key = keys[rng.random_range(0..keys.len())];
+            let value = format!("v{step}");
+            let before = model.get(key).cloned();
+            let prev = match rng.random_range(0..4) {
+                0 => {
+                    let put = client
+                        .put(key, value.clone(), Some(PutOptions::new().with_prev_key()))
+                        .await
+                        .expect("put");
+                    let revision = put.header().expect("header").revision();
+                    model.insert(key, written(before.as_ref(), value, revision));
+                    Some(put.prev_key().map(state_of))
+                }
+                1 => {
+                    let deleted = client
+                        .delete(key, Some(DeleteOptions::new().with_prev_key()))
+                        .await
+                        .expect("delete");
+                    assert_eq!(deleted.deleted(), i64::from(before.is_some()), "step {step}");
+                    model.remove(key);
+                    Some(deleted.prev_kvs().first().map(state_of))
+                }
+                _ => {
+                    // A compare on the state the model says the key is in, true or made false.
+                    let holds = rng.random_bool(0.5);
+                    let (version, modified) = before.as_ref().map_or((0, 0), |b| (b.3, b.2));
+                    let compare = if rng.random_bool(0.5) {
+                        Compare::version(key, CompareOp::Equal, version + i64::from(!holds))
+                    } else {
+                        Compare::mod_revision(key, CompareOp::Equal, modified + i64::from(!holds))
+                    };
+                    let txn = Txn::new()
+                        .when([compare])
+                        .and_then([TxnOp::put(key, value.clone(), None)]);
+                    let done = client.txn(txn).await.expect("txn");
+                    assert_eq!(done.succeeded(), holds, "step {step}: compare on {key} {before:?}");
+                    if holds {
+                        let revision = done.header().expect("header").revision();
+                        model.insert(key, written(before.as_ref(), value, revision));
+                    }
+                    None
+                }
+            };
+            if let Some(prev) = prev {
+                assert_eq!(prev, before, "step {step}: prev_kv of {key}");
+            }
+        }
+        let listed = client
+            .get("built/", Some(GetOptions::new().with_prefix()))
+            .await
+            .expect("list");
+        let stored: BTreeMap<String, KeyState> = listed
+            .kvs()
+            .iter()
+            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), state_of(kv)))
+            .collect();
+        let expected: BTreeMap<String, KeyState> =
+            model.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        assert_eq!(stored, expected);
     }
 }
