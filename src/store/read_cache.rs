@@ -1,4 +1,4 @@
-//! The latest version of recently read or written single keys, so that a linearizable get of
+//! The latest version of recently read or updated single keys, so that a linearizable get of
 //! one key at the head (kube-apiserver's `get` without a resourceVersion, and the read of every
 //! GuaranteedUpdate whose cached object is stale) is answered without the database, and so that
 //! the sequencer knows the live version of a key a batch writes without asking for it.
@@ -8,17 +8,18 @@
 //! committed batch to it before publishing the batch's revision, so every revision a reader
 //! can see as the head is already in it. An entry is filled by a read that went to the
 //! database, and only when no batch after that read's revision has begun to apply since: a
-//! fill can never put back a version a later write replaced; or by the batch that wrote it.
+//! fill can never put back a version a later write replaced; or by a batch that replaced it.
 //!
 //! The sequencer reads it too: when a batch begins, every batch before it has been applied, so
 //! an entry is the key's state at the batch's start, and only the keys not cached are fetched
-//! (etcd's benchmark tool's txn-puts over 10,000 keys: 430 of 1,320 batches still queried,
-//! 15,400 -> 16,200 txns/s; docs/benchmarks.md).
+//! (etcd's benchmark tool's txn-puts over 10,000 keys: 760 of 1,250 batches still queried, a
+//! few % more txns a second; docs/benchmarks.md, "Writes on SQLite").
 //!
 //! The rules, with `begun` the newest revision whose batch has started to apply:
-//! - The sequencer sets `begun` to the batch's head, then stores the state of every key it
-//!   changed, then publishes the head. A batch that does not follow the last one applied (a
-//!   failed commit whose outcome is unknown) clears everything.
+//! - The sequencer sets `begun` to the batch's head, then replaces the entries of the keys it
+//!   changed and adds those a put replaced (not the keys it created: a bulk load would only
+//!   push the other entries out), then publishes the head. A batch that does not follow the
+//!   last one applied (a failed commit whose outcome is unknown) clears everything.
 //! - A read at head H is answered from an entry only when the entry is as of H or earlier
 //!   (an entry as of a later revision belongs to a batch not yet published: the read goes to
 //!   the database, at H).
@@ -191,16 +192,26 @@ impl ReadCache {
         } else {
             for event in events {
                 let Some(kv) = &event.kv else { continue };
+                let put = EventType::try_from(event.r#type) == Ok(EventType::Put);
                 let mut shard = self.shard(&kv.key);
-                let state = match EventType::try_from(event.r#type) {
-                    Ok(EventType::Put) => Cached::Live(owned(kv)),
-                    _ => Cached::Absent,
+                // A cached key must follow every change. Of the others, only a key a put
+                // replaced is added: a key written again is likely written (and read) again,
+                // while creates (a bulk load) would only push the cache's entries out.
+                let replaced = put && event.prev_kv.is_some();
+                if !replaced && !shard.entries.contains_key(&kv.key) {
+                    continue;
+                }
+                let (key, state) = if put {
+                    let kv = owned(kv);
+                    (kv.key.clone(), Cached::Live(kv))
+                } else {
+                    (Bytes::copy_from_slice(&kv.key), Cached::Absent)
                 };
                 let entry = Entry {
                     state,
                     as_of: kv.mod_revision,
                 };
-                shard.put(Bytes::copy_from_slice(&kv.key), entry, self.shard_budget);
+                shard.put(key, entry, self.shard_budget);
             }
         }
         self.applied.store(head, Ordering::SeqCst);
@@ -275,16 +286,39 @@ mod tests {
     fn a_fill_from_before_a_batch_began_is_refused() {
         let cache = ReadCache::new(1 << 20, 10);
         // A read at 10 raced with a batch committing 11 that changed the key: the batch began
-        // applying before the read's fill, so the fill must not replace the batch's version.
+        // applying before the read's fill, and the key was not cached, so nothing was replaced.
         cache.apply(11, 11, &[put_event("k", "new", 11)]);
         cache.fill(b"k", 10, Some(&kv("k", "old", 5)));
         assert_eq!(
             value_of(&cache, "k", 11),
-            Some(Some("new".into())),
+            None,
             "the stale fill was refused"
         );
         cache.fill(b"k", 11, Some(&kv("k", "new", 11)));
         assert_eq!(value_of(&cache, "k", 11), Some(Some("new".into())));
+    }
+
+    #[test]
+    fn a_batch_adds_the_keys_it_replaced_not_those_it_created() {
+        let cache = ReadCache::new(1 << 20, 10);
+        let replaced = Event {
+            prev_kv: Some(kv("old", "before", 3)),
+            ..put_event("old", "after", 11)
+        };
+        cache.apply(11, 11, &[put_event("new", "v", 11), replaced]);
+        assert_eq!(value_of(&cache, "new", 11), None, "a create is not added");
+        assert_eq!(value_of(&cache, "old", 11), Some(Some("after".into())));
+        // A stale fill does not replace what the batch stored.
+        cache.fill(b"old", 10, Some(&kv("old", "before", 3)));
+        assert_eq!(value_of(&cache, "old", 11), Some(Some("after".into())));
+        // A cached key follows its deletion.
+        let deleted = Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(kv("old", "", 12)),
+            prev_kv: Some(kv("old", "after", 11)),
+        };
+        cache.apply(12, 12, &[deleted]);
+        assert_eq!(value_of(&cache, "old", 12), Some(None));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! these are not sqlx's pools).
 
 pub mod connections;
+mod counted;
 mod counts;
 mod dialect;
 mod driver;
@@ -48,6 +49,7 @@ use crate::error::Result;
 use crate::metrics::timed;
 use crate::proto::mvccpb::Event;
 use connections::{Connections, Held};
+use counted::CountedPrefixes;
 use driver::Driver as _;
 use point_reads::PointReads;
 use session::{Session, single_int};
@@ -64,6 +66,8 @@ pub struct SqlBackend<D: Dialect> {
     changes: Option<Arc<Notify>>,
     /// SQLite: what belongs to the one database file (see [`LocalFile`]).
     file: Option<LocalFile>,
+    /// The prefixes known to have a counter row.
+    counted: Arc<CountedPrefixes>,
     dialect: PhantomData<fn() -> D>,
 }
 
@@ -92,6 +96,7 @@ impl<D: Dialect> SqlBackend<D> {
             sql,
             changes,
             file,
+            counted: Arc::default(),
             dialect: PhantomData,
         }
     }
@@ -170,7 +175,12 @@ impl<D: Dialect> Backend for SqlBackend<D> {
 
     async fn reader(&self) -> Result<Box<dyn KvRead>> {
         let conn = self.reads.acquire().await?;
-        Ok(Box::new(Session::<D>::new(conn, self.sql.clone(), None)))
+        Ok(Box::new(Session::<D>::new(
+            conn,
+            self.sql.clone(),
+            None,
+            self.counted.clone(),
+        )))
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
@@ -185,7 +195,12 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         } else {
             None
         };
-        Ok(Box::new(Session::<D>::new(txn, self.sql.clone(), locked)))
+        Ok(Box::new(Session::<D>::new(
+            txn,
+            self.sql.clone(),
+            locked,
+            self.counted.clone(),
+        )))
     }
 
     fn write_failed(&self) {
@@ -220,6 +235,7 @@ impl<D: Dialect> Backend for SqlBackend<D> {
             return Ok(());
         }
         tracing::info!("counting the live keys under every prefix (once, after an upgrade)");
+        self.counted.clear();
         txn.execute(&self.sql.clear_counts, &[]).await?;
         let mut counter = counts::PrefixCounter::default();
         let mut after = Vec::new();
@@ -251,6 +267,7 @@ impl<D: Dialect> Backend for SqlBackend<D> {
             txn.execute(statement, &[]).await?;
         }
         txn.commit().await?;
+        self.counted.clear();
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use sqlx::Database;
 
 use super::connections::Held;
+use super::counted::CountedPrefixes;
 use super::dialect::Dialect;
 use super::driver::{Driver as _, Value};
 use super::rows;
@@ -26,15 +27,26 @@ pub struct Session<D: Dialect> {
     /// For a write transaction on a shared database: the revision and compacted revision read
     /// under its lock.
     locked: Option<(i64, i64)>,
+    /// The prefixes known to have a counter row, shared by the backend's write transactions.
+    counted: Arc<CountedPrefixes>,
+    /// Prefixes this transaction found or gave a counter row: known once it commits.
+    counted_here: Vec<Bytes>,
     dialect: PhantomData<fn() -> D>,
 }
 
 impl<D: Dialect> Session<D> {
-    pub fn new(conn: Held<D::Db>, sql: Arc<Statements>, locked: Option<(i64, i64)>) -> Session<D> {
+    pub fn new(
+        conn: Held<D::Db>,
+        sql: Arc<Statements>,
+        locked: Option<(i64, i64)>,
+        counted: Arc<CountedPrefixes>,
+    ) -> Session<D> {
         Session {
             conn,
             sql,
             locked,
+            counted,
+            counted_here: Vec::new(),
             dialect: PhantomData,
         }
     }
@@ -51,10 +63,23 @@ impl<D: Dialect> Session<D> {
         let sql = self.sql.clone();
         let min_keys = sql.counted_prefix_min_keys;
         let mut counted = std::collections::HashSet::new();
-        for (statement, chunk) in sql.counted_of.chunks(changes) {
+        let unknown: Vec<(Bytes, i64)> = changes
+            .iter()
+            .filter(|(prefix, _)| {
+                let known = self.counted.contains(prefix);
+                if known {
+                    counted.insert(prefix.to_vec());
+                }
+                !known
+            })
+            .cloned()
+            .collect();
+        for (statement, chunk) in sql.counted_of.chunks(&unknown) {
             let arguments: Vec<Value> = chunk.iter().map(|(p, _)| Value::Bytes(p)).collect();
             for row in self.conn.fetch_all(statement, &arguments).await? {
-                counted.insert(D::Db::bytes(&row, 0)?);
+                let prefix = D::Db::bytes(&row, 0)?;
+                self.counted_here.push(Bytes::copy_from_slice(&prefix));
+                counted.insert(prefix);
             }
         }
         // Without a row a prefix held fewer than `min_keys` keys before this batch, so it holds
@@ -86,6 +111,7 @@ impl<D: Dialect> Session<D> {
                     && live >= min_keys
                 {
                     rows.push(((*prefix).clone(), live));
+                    self.counted_here.push((*prefix).clone());
                 }
             }
         }
@@ -317,6 +343,8 @@ impl<D: Dialect> WriteTxn for Session<D> {
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
         self.conn.commit().await?;
+        self.counted
+            .add_committed(std::mem::take(&mut self.counted_here));
         Ok(())
     }
 }
