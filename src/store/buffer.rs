@@ -2,7 +2,8 @@
 //!
 //! A database round trip per statement would cap the sequencer at a few thousand writes a
 //! second. So a batch first fetches, in one query, the live version of every single key its
-//! requests name; requests then read and write that in-memory state; and the changes reach the
+//! requests name (on SQLite, of those the read cache does not hold: `known` takes the others);
+//! requests then read and write that in-memory state; and the changes reach the
 //! database as a few multi-row statements when the batch commits. Reads the state cannot answer
 //! (key ranges, past revisions, keys by lease) first flush the pending changes, then ask the
 //! database, which then sees every earlier write of the batch.

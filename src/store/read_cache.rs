@@ -84,6 +84,10 @@ impl Shard {
     fn put(&mut self, key: Bytes, entry: Entry, budget: usize) {
         let added = Entry::bytes(&key, &entry.state);
         if added > budget {
+            // Too large to keep: the key's older entry must not stay in its place.
+            if let Some(old) = self.entries.remove(&key) {
+                self.bytes -= Entry::bytes(&key, &old.state);
+            }
             return;
         }
         if let Some(old) = self.entries.insert(key.clone(), entry) {
@@ -319,6 +323,20 @@ mod tests {
         };
         cache.apply(12, 12, &[deleted]);
         assert_eq!(value_of(&cache, "old", 12), Some(None));
+    }
+
+    #[test]
+    fn a_version_too_large_to_keep_drops_the_entry_before_it() {
+        let cache = ReadCache::new(16 * 4096, 10);
+        cache.fill(b"k", 10, Some(&kv("k", "small", 5)));
+        assert_eq!(value_of(&cache, "k", 10), Some(Some("small".into())));
+        let large = "x".repeat(8192);
+        let replaced = Event {
+            prev_kv: Some(kv("k", "small", 5)),
+            ..put_event("k", &large, 11)
+        };
+        cache.apply(11, 11, &[replaced]);
+        assert_eq!(value_of(&cache, "k", 11), None, "the old version is gone");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! answer must be what the database holds, after every kind of write (puts, deletes, txns,
 //! lease expiry and revocation, compaction, a restart), each get of a batch must get its own
 //! key, and a get must see every write acknowledged before it started while writers and
-//! readers race.
+//! readers race. Writes build on the cache too (the sequencer takes a cached key's version from
+//! it on SQLite): their prev_kv, versions and compares must match the database's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -384,5 +385,21 @@ crate::on_every_backend! {
         let expected: BTreeMap<String, KeyState> =
             model.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         assert_eq!(stored, expected);
+
+        // A version too large for the cache (1.2 MB, over a 16 MiB cache's 1 MiB shard) must
+        // take its cached predecessor out, or the next write builds on that.
+        client.put("built/large", "small", None).await.expect("put");
+        client.put("built/large", "small again", None).await.expect("put");
+        client.get("built/large", None).await.expect("get");
+        let large = "x".repeat(1_200_000);
+        client.put("built/large", large.clone(), None).await.expect("large put");
+        let got = client.get("built/large", None).await.expect("get");
+        assert_eq!(got.kvs().first().map(|kv| kv.value().len()), Some(large.len()));
+        let put = client
+            .put("built/large", "after", Some(PutOptions::new().with_prev_key()))
+            .await
+            .expect("put");
+        let prev = put.prev_key().expect("prev_kv");
+        assert_eq!((prev.value().len(), prev.version()), (large.len(), 3));
     }
 }

@@ -5,6 +5,8 @@
 //! Knowing is safe because a counter row, once committed, stays while servers run: rows are
 //! deleted only by the rebuild at open (`ensure_counts`, before the sequencer starts) and by
 //! the importer on a datastore it found empty (`discard_everything`), and both clear this set.
+//! (An import into a database that servers already use is not supported: its revisions and
+//! counts would be rewritten under them.)
 //! A prefix is added only after the transaction that found or made its row has committed, so a
 //! rolled-back row is never taken for a committed one. A row another server made is found by
 //! the query the first time.

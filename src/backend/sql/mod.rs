@@ -263,6 +263,8 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         if D::SHARED {
             txn.fetch_all(&self.sql.lock_revision, &[]).await?;
         }
+        // Before and after: a commit whose outcome is unknown may have deleted the rows.
+        self.counted.clear();
         for statement in &self.sql.discard {
             txn.execute(statement, &[]).await?;
         }
