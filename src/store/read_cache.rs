@@ -12,8 +12,8 @@
 //!
 //! The sequencer reads it too: when a batch begins, every batch before it has been applied, so
 //! an entry is the key's state at the batch's start, and only the keys not cached are fetched
-//! (etcd's benchmark tool's txn-puts over 10,000 keys: 760 of 1,250 batches still queried, a
-//! few % more txns a second; docs/benchmarks.md, "Writes on SQLite").
+//! (etcd's benchmark tool's txn-puts over 10,000 keys: 760 of 1,250 batches still queried; the
+//! txn rate moved within its rounds' spread; docs/benchmarks.md, "Writes on SQLite").
 //!
 //! The rules, with `begun` the newest revision whose batch has started to apply:
 //! - The sequencer sets `begun` to the batch's head, then replaces the entries of the keys it
