@@ -99,10 +99,7 @@ pub(crate) fn single_key_unfiltered(req: &RangeRequest) -> bool {
 /// The answer to a single-key `req` (see [`single_key_unfiltered`]) from the key's cached
 /// state, as [`read_range`] would give it. The caller sets the header.
 pub(crate) fn answer_from(req: &RangeRequest, cached: Cached) -> RangeResponse {
-    let mut kvs = match cached {
-        Cached::Live(kv) => vec![kv],
-        Cached::Absent => Vec::new(),
-    };
+    let mut kvs: Vec<_> = cached.into_live().into_iter().collect();
     let count = kvs.len() as i64;
     if req.count_only {
         kvs.clear();

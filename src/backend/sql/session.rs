@@ -62,23 +62,17 @@ impl<D: Dialect> Session<D> {
         }
         let sql = self.sql.clone();
         let min_keys = sql.counted_prefix_min_keys;
-        let mut counted = std::collections::HashSet::new();
-        let unknown: Vec<(Bytes, i64)> = changes
+        let (known, unknown): (Vec<_>, Vec<_>) = changes
             .iter()
-            .filter(|(prefix, _)| {
-                let known = self.counted.contains(prefix);
-                if known {
-                    counted.insert(prefix.to_vec());
-                }
-                !known
-            })
             .cloned()
-            .collect();
+            .partition(|(prefix, _)| self.counted.contains(prefix));
+        let mut counted: std::collections::HashSet<Bytes> =
+            known.into_iter().map(|(prefix, _)| prefix).collect();
         for (statement, chunk) in sql.counted_of.chunks(&unknown) {
             let arguments: Vec<Value> = chunk.iter().map(|(p, _)| Value::Bytes(p)).collect();
             for row in self.conn.fetch_all(statement, &arguments).await? {
-                let prefix = D::Db::bytes(&row, 0)?;
-                self.counted_here.push(Bytes::copy_from_slice(&prefix));
+                let prefix = Bytes::from(D::Db::bytes(&row, 0)?);
+                self.counted_here.push(prefix.clone());
                 counted.insert(prefix);
             }
         }
