@@ -144,6 +144,16 @@ pub struct Listed {
     pub pages: Vec<Duration>,
 }
 
+/// Why a paged list stopped before its end.
+pub struct ListFailure {
+    /// The list's revision was compacted while it ran: a client starts the list again (client-go's
+    /// reflector does, on kube-apiserver's 410 Gone for an expired continue token).
+    pub compacted: bool,
+    pub message: String,
+    /// How long each page answered before the failure took.
+    pub pages: Vec<Duration>,
+}
+
 /// One full paged list of `prefix` as kube-apiserver lists: the first page at the head, the
 /// rest pinned to its revision, each page starting after the last key of the one before.
 /// Each page's pairs go to `on_page`.
@@ -152,7 +162,7 @@ pub async fn list(
     prefix: &[u8],
     page_size: i64,
     mut on_page: impl FnMut(Vec<KeyValue>),
-) -> Result<Listed, String> {
+) -> Result<Listed, ListFailure> {
     let end = prefix_end(prefix);
     let mut start = prefix.to_vec();
     let mut client = kv(channel);
@@ -171,9 +181,17 @@ pub async fn list(
                 revision: listed.revision,
                 ..Default::default()
             })
-            .await
-            .map_err(|e| e.to_string())?
-            .into_inner();
+            .await;
+        let page = match page {
+            Ok(page) => page.into_inner(),
+            Err(status) => {
+                return Err(ListFailure {
+                    compacted: is_compacted(&status),
+                    message: status.to_string(),
+                    pages: listed.pages,
+                });
+            }
+        };
         listed.pages.push(began.elapsed());
         if listed.revision == 0 {
             listed.revision = page.header.map_or(0, |h| h.revision);
@@ -190,6 +208,12 @@ pub async fn list(
             return Ok(listed);
         }
     }
+}
+
+/// Whether `status` is etcd's answer to a read at a compacted revision.
+fn is_compacted(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::OutOfRange
+        && status.message() == crate::error::Error::Compacted.to_string()
 }
 
 /// The number of keys under `prefix` at the head: by a count-only range, or with `limit` > 0
@@ -209,4 +233,19 @@ pub async fn count(channel: Channel, prefix: &[u8], limit: i64) -> Result<i64, S
         .map_err(|e| e.to_string())?
         .into_inner();
     Ok(resp.count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compacted_revision_is_told_from_other_range_errors() {
+        let compacted = tonic::Status::out_of_range(crate::error::Error::Compacted.to_string());
+        let future = tonic::Status::out_of_range(crate::error::Error::FutureRevision.to_string());
+        let unavailable = tonic::Status::unavailable("etcdserver: request timed out");
+        assert!(is_compacted(&compacted));
+        assert!(!is_compacted(&future));
+        assert!(!is_compacted(&unavailable));
+    }
 }

@@ -120,7 +120,8 @@ pub async fn run(
         outcome
             .lists
             .report("fleet-list", origin.elapsed())
-            .with("clusters_listed", outcome.last_listed as f64),
+            .with("clusters_listed", outcome.last_listed as f64)
+            .with("list_restarts", outcome.list_restarts as f64),
     );
     reports.push(outcome.pages.report("fleet-page", origin.elapsed()));
     reports.push(
@@ -222,6 +223,8 @@ struct ManagerOutcome {
     /// From the start of a list to the watch after it being caught up (a progress response).
     reloads: Recorder,
     events: u64,
+    /// Lists started again because compaction passed their revision.
+    list_restarts: u64,
     last_listed: usize,
     cached: usize,
 }
@@ -240,6 +243,7 @@ async fn manage(
         pages: Recorder::new(origin),
         reloads: Recorder::new(origin),
         events: 0,
+        list_restarts: 0,
         last_listed: 0,
         cached: 0,
     };
@@ -247,13 +251,31 @@ async fn manage(
     loop {
         let began = Instant::now();
         let mut cache = HashMap::new();
-        let listed = client::list(channel.clone(), prefix, fleet.page_size, |page| {
-            for kv in page {
-                cache.insert(kv.key, kv.mod_revision);
+        let listed = loop {
+            let listed = client::list(channel.clone(), prefix, fleet.page_size, |page| {
+                for kv in page {
+                    cache.insert(kv.key, kv.mod_revision);
+                }
+            })
+            .await;
+            match listed {
+                Ok(listed) => break listed,
+                // Compaction passed the list's revision (a long list while the clusters
+                // write): start again, as a reflector does.
+                Err(failure) if failure.compacted => {
+                    outcome.list_restarts += 1;
+                    failure
+                        .pages
+                        .iter()
+                        .for_each(|page| outcome.pages.record(*page));
+                    cache.clear();
+                }
+                Err(failure) => {
+                    return Err(format!("the manager's list failed: {}", failure.message));
+                }
             }
-        })
-        .await
-        .map_err(|e| format!("the manager's list failed: {e}"))?;
+        };
+        // From the first attempt: what the manager waited for its cache.
         outcome.lists.record(began.elapsed());
         for page in &listed.pages {
             outcome.pages.record(*page);

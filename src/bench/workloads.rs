@@ -258,7 +258,9 @@ async fn list(
     let (recorder, elapsed) = drive(args, "list", channels, args.total, move |ch, _| {
         let (prefix, seen) = (prefix.clone(), seen.clone());
         async move {
-            let listed = client::list(ch, prefix.as_bytes(), page_size, drop).await?;
+            let listed = client::list(ch, prefix.as_bytes(), page_size, drop)
+                .await
+                .map_err(|failure| failure.message)?;
             if let Ok(mut seen) = seen.lock() {
                 seen.add(&listed);
             }
