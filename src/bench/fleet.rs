@@ -53,6 +53,10 @@ struct AgentRecorders {
     status: Mutex<Recorder>,
 }
 
+/// Times one reload's list may start again after compaction passed its revision; a list that
+/// always outlasts the compaction interval would otherwise never end.
+const MAX_LIST_RESTARTS: u32 = 10;
+
 /// How long the manager may take to see the clusters' last writes once they are done.
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -251,6 +255,7 @@ async fn manage(
     loop {
         let began = Instant::now();
         let mut cache = HashMap::new();
+        let mut restarts = 0;
         let listed = loop {
             let listed = client::list(channel.clone(), prefix, fleet.page_size, |page| {
                 for kv in page {
@@ -262,7 +267,8 @@ async fn manage(
                 Ok(listed) => break listed,
                 // Compaction passed the list's revision (a long list while the clusters
                 // write): start again, as a reflector does.
-                Err(failure) if failure.compacted => {
+                Err(failure) if failure.compacted && restarts < MAX_LIST_RESTARTS => {
+                    restarts += 1;
                     outcome.list_restarts += 1;
                     failure
                         .pages
