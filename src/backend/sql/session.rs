@@ -70,7 +70,8 @@ impl<D: Dialect> Session<D> {
             known.into_iter().map(|(prefix, _)| prefix).collect();
         for (statement, chunk) in sql.counted_of.chunks(&unknown) {
             let arguments: Vec<Value> = chunk.iter().map(|(p, _)| Value::Bytes(p)).collect();
-            for row in self.conn.fetch_all(statement, &arguments).await? {
+            let found = timed("counted_of", self.conn.fetch_all(statement, &arguments)).await?;
+            for row in found {
                 let prefix = Bytes::from(D::Db::bytes(&row, 0)?);
                 self.counted_here.push(prefix.clone());
                 counted.insert(prefix);
@@ -98,7 +99,8 @@ impl<D: Dialect> Session<D> {
                     Value::Int(*limit),
                 ]);
             }
-            for row in self.conn.fetch_all(statement, &arguments).await? {
+            let counted = timed("count_growing", self.conn.fetch_all(statement, &arguments));
+            for row in counted.await? {
                 let live = D::Db::int(&row, 1)?;
                 let at = usize::try_from(D::Db::int(&row, 0)?).ok();
                 if let Some((prefix, _, _)) = at.and_then(|at| chunk.get(at))
