@@ -145,7 +145,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "0", value_parser = parse_duration, global = true)]
     pub datastore_connection_max_lifetime: Duration,
 
-    /// SQLite: MiB of recently read keys and values kept to answer gets of one key without the
+    /// SQLite: MiB of recently read or updated single keys (keys and values) kept to answer gets
+    /// of one key at the head, and to give the sequencer a key's live version, without the
     /// database (0 turns it off). Ignored on PostgreSQL and MySQL, where other servers write.
     #[arg(long, default_value_t = 16, global = true)]
     pub read_cache_mib: usize,
