@@ -71,6 +71,7 @@ impl Dialect for Sqlite {
     const SHARED: bool = false;
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
     const JOINED_STATEMENTS: bool = true;
+    const ROWID_RANGES: bool = true;
     const BOUNDED_JOINS: bool = false;
     // SQLite has no delete-join: the superseded rows are named by their primary key.
     const DELETE_SUPERSEDED: &'static str = "DELETE FROM history WHERE (key, revision) IN \

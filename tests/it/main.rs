@@ -16,6 +16,7 @@ mod import;
 mod kine;
 mod kube;
 mod kv;
+mod layout;
 mod lease;
 mod limits;
 mod linearizability;

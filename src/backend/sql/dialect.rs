@@ -35,6 +35,11 @@ pub trait Dialect: Send + Sync + 'static {
     /// MySQL's prepared statements take one statement at a time).
     const JOINED_STATEMENTS: bool = false;
 
+    /// New rows of `current` get rowids in their resource's range, so that a resource's rows
+    /// share pages (SQLite, whose rowid tables keep rows in rowid order; see
+    /// [`super::rowid_ranges`]). PostgreSQL's heap and InnoDB's clustered key need no rowid.
+    const ROWID_RANGES: bool = false;
+
     /// Deletes the `history` versions that a change in `(:from, :to]` (a `log` row) superseded:
     /// the key's older ones.
     const DELETE_SUPERSEDED: &'static str;

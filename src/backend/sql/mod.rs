@@ -25,6 +25,7 @@ mod kine;
 mod multirow;
 mod point_reads;
 pub mod reopen;
+mod rowid_ranges;
 mod rows;
 mod session;
 mod statements;
@@ -52,6 +53,7 @@ use connections::{Connections, Held};
 use counted::CountedPrefixes;
 use driver::Driver as _;
 use point_reads::PointReads;
+use rowid_ranges::RowidRanges;
 use session::{Session, single_int};
 use statements::{RangeArgs, Statements, limit_or_all};
 
@@ -68,6 +70,8 @@ pub struct SqlBackend<D: Dialect> {
     file: Option<LocalFile>,
     /// The prefixes known to have a counter row.
     counted: Arc<CountedPrefixes>,
+    /// The next rowid of each resource's range of `current` (SQLite).
+    rowids: Arc<RowidRanges>,
     dialect: PhantomData<fn() -> D>,
 }
 
@@ -97,6 +101,7 @@ impl<D: Dialect> SqlBackend<D> {
             changes,
             file,
             counted: Arc::default(),
+            rowids: Arc::default(),
             dialect: PhantomData,
         }
     }
@@ -180,6 +185,7 @@ impl<D: Dialect> Backend for SqlBackend<D> {
             self.sql.clone(),
             None,
             self.counted.clone(),
+            self.rowids.clone(),
         )))
     }
 
@@ -200,6 +206,7 @@ impl<D: Dialect> Backend for SqlBackend<D> {
             self.sql.clone(),
             locked,
             self.counted.clone(),
+            self.rowids.clone(),
         )))
     }
 

@@ -13,6 +13,7 @@ use super::connections::Held;
 use super::counted::CountedPrefixes;
 use super::dialect::Dialect;
 use super::driver::{Driver as _, Value};
+use super::rowid_ranges::{RowidRanges, range_end};
 use super::rows;
 use super::statements::{RangeArgs, Statements, limit_or_all};
 use super::template::{self, Sql};
@@ -31,6 +32,8 @@ pub struct Session<D: Dialect> {
     counted: Arc<CountedPrefixes>,
     /// Prefixes this transaction found or gave a counter row: known once it commits.
     counted_here: Vec<Bytes>,
+    /// The next rowid of each resource's range of `current` (where the dialect uses them).
+    rowids: Arc<RowidRanges>,
     dialect: PhantomData<fn() -> D>,
 }
 
@@ -40,6 +43,7 @@ impl<D: Dialect> Session<D> {
         sql: Arc<Statements>,
         locked: Option<(i64, i64)>,
         counted: Arc<CountedPrefixes>,
+        rowids: Arc<RowidRanges>,
     ) -> Session<D> {
         Session {
             conn,
@@ -47,6 +51,7 @@ impl<D: Dialect> Session<D> {
             locked,
             counted,
             counted_here: Vec::new(),
+            rowids,
             dialect: PhantomData,
         }
     }
@@ -122,6 +127,24 @@ impl<D: Dialect> Session<D> {
     }
 }
 
+impl<D: Dialect> Session<D> {
+    /// A rowid in its resource's range for each live version, reading the last rowid of each
+    /// range this server has not written to yet.
+    async fn rowids_for(&mut self, live: &[KeyValue]) -> Result<Vec<i64>> {
+        let keys = || live.iter().map(|kv| kv.key.as_ref());
+        for range in self.rowids.unknown(keys()) {
+            let arguments = [Value::Int(range), Value::Int(range_end(range))];
+            let rows = self
+                .conn
+                .fetch_all(&self.sql.last_rowid, &arguments)
+                .await?;
+            let last = rows.first().map(|row| D::Db::int(row, 0)).transpose()?;
+            self.rowids.found(range, last);
+        }
+        Ok(self.rowids.assign(keys()))
+    }
+}
+
 /// The end of a `/`-ending prefix's range: the prefix with its last byte raised by one.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -193,8 +216,16 @@ impl<D: Dialect> KvRead for Session<D> {
 /// The columns of key versions, `key, create_revision, mod_revision, version, lease, value`
 /// per version (as `current` and `history` both take them).
 fn version_arguments(versions: &[KeyValue]) -> Vec<Value<'_>> {
-    let mut arguments = Vec::with_capacity(versions.len() * 6);
-    for kv in versions {
+    versions_with_rowids(versions, &[])
+}
+
+/// [`version_arguments`], each version's row led by its rowid where `rowids` has one.
+fn versions_with_rowids<'a>(versions: &'a [KeyValue], rowids: &[i64]) -> Vec<Value<'a>> {
+    let mut arguments = Vec::with_capacity(versions.len() * 7);
+    for (at, kv) in versions.iter().enumerate() {
+        if let Some(rowid) = rowids.get(at) {
+            arguments.push(Value::Int(*rowid));
+        }
         arguments.extend([
             Value::Bytes(&kv.key),
             Value::Int(kv.create_revision),
@@ -212,10 +243,12 @@ fn version_arguments(versions: &[KeyValue]) -> Vec<Value<'_>> {
 const MAX_JOINED: usize = 5;
 
 /// The statements that write `changes`, each with its arguments: the log rows, the replaced
-/// versions, the live versions, the deleted keys and the counters, in that order.
+/// versions, the live versions (with `rowids`, one per live version, where the dialect takes
+/// them), the deleted keys and the counters, in that order.
 fn write_statements<'a>(
     sql: &'a Statements,
     changes: &BatchWrite<'a>,
+    rowids: &[i64],
 ) -> Vec<(&'a Sql, Vec<Value<'a>>)> {
     let mut statements = Vec::new();
     for (statement, chunk) in sql.insert_log.chunks(changes.log) {
@@ -233,8 +266,11 @@ fn write_statements<'a>(
     for (statement, chunk) in sql.insert_history.chunks(changes.superseded) {
         statements.push((statement, version_arguments(chunk)));
     }
+    let mut rowids = rowids;
     for (statement, chunk) in sql.upsert_current.chunks(changes.live) {
-        statements.push((statement, version_arguments(chunk)));
+        let (these, rest) = rowids.split_at(chunk.len().min(rowids.len()));
+        rowids = rest;
+        statements.push((statement, versions_with_rowids(chunk, these)));
     }
     for (statement, chunk) in sql.delete_current.chunks(changes.gone) {
         statements.push((
@@ -264,7 +300,11 @@ impl<D: Dialect> WriteTxn for Session<D> {
     }
 
     async fn write(&mut self, changes: &BatchWrite<'_>) -> Result<()> {
-        let statements = write_statements(&self.sql, changes);
+        let rowids = match D::ROWID_RANGES {
+            true => self.rowids_for(changes.live).await?,
+            false => Vec::new(),
+        };
+        let statements = write_statements(&self.sql, changes, &rowids);
         // A small batch's statements go together where the driver allows it: on SQLite each
         // call is a round trip to the connection's worker thread. A larger one's are many
         // chunk sizes, which would fill the statement cache with one-off joins.

@@ -215,8 +215,12 @@ pub struct Statements {
     pub insert_log: MultiRow,
     /// Keeps N replaced or deleted versions.
     pub insert_history: MultiRow,
+    /// Writes N live versions; where the dialect keeps [`Dialect::ROWID_RANGES`], each row
+    /// starts with the rowid a new key gets (an existing key's row keeps its own).
     pub upsert_current: MultiRow,
     pub delete_current: MultiRow,
+    /// :from, :to: the last rowid of `current` in that range (SQLite's rowid ranges).
+    pub last_rowid: Sql,
     /// Adds N (prefix, change) pairs to the live-key counters (a missing row is inserted with
     /// the change as its count).
     pub add_counts: MultiRow,
@@ -359,9 +363,10 @@ impl Statements {
             clear_counts: render("DELETE FROM counts", &[]),
             counts_ready: render("SELECT value FROM meta WHERE name = 'counts_ready'", &[]),
             set_counts_ready: render("UPDATE meta SET value = 1 WHERE name = 'counts_ready'", &[]),
-            upsert_current: multirow(6, &|rows| {
+            upsert_current: multirow(if D::ROWID_RANGES { 7 } else { 6 }, &|rows| {
+                let rowid = if D::ROWID_RANGES { "rowid, " } else { "" };
                 format!(
-                    "INSERT INTO current ({key}, {KV_COLUMNS}) VALUES {rows} {}",
+                    "INSERT INTO current ({rowid}{key}, {KV_COLUMNS}) VALUES {rows} {}",
                     D::on_conflict(
                         key,
                         &[
@@ -377,6 +382,11 @@ impl Statements {
             delete_current: multirow(1, &|keys| {
                 format!("DELETE FROM current WHERE {key} IN ({keys})")
             }),
+            last_rowid: render(
+                "SELECT rowid FROM current WHERE rowid >= :from AND rowid <= :to \
+                 ORDER BY rowid DESC LIMIT 1",
+                &["from", "to"],
+            ),
             live_of_lease: render(
                 &format!(
                     "SELECT @key, {KV_COLUMNS} FROM current WHERE lease = :lease ORDER BY @key"
