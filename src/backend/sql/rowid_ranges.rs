@@ -27,6 +27,7 @@
 //! never reused: a gap, which costs nothing. Rows an update rewrites keep their rowid (the
 //! upsert's `DO UPDATE` does not set it), and rows written before this layout keep theirs in
 //! range 0. Hash collisions put two resources in one range: their rows mix, as all did before.
+//! VACUUM (`etcdctl defrag`) keeps rowids, so the grouping survives a defragment.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};

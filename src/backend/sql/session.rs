@@ -125,9 +125,7 @@ impl<D: Dialect> Session<D> {
         }
         Ok(())
     }
-}
 
-impl<D: Dialect> Session<D> {
     /// A rowid in its resource's range for each live version, reading the last rowid of each
     /// range this server has not written to yet.
     async fn rowids_for(&mut self, live: &[KeyValue]) -> Result<Vec<i64>> {
