@@ -88,6 +88,10 @@ for target in "${TARGETS[@]}"; do
         fi
         probe_cases "$tag" ""
         note "$tag" rss-after-lists rss_mib "$(rss_mib)"
+        # The last pages' buffers are freed as the lists end; jemalloc's background thread
+        # returns them to the system within about a second.
+        sleep 2
+        note "$tag" rss-settled rss_mib "$(rss_mib)"
         # The Fleet simulator on top: 2,000 more clusters (100 at a time) register and report
         # status while the manager lists every cluster record and reloads its cache.
         bench "$tag" fleet --clients 100 --conns 10 --val-size 1024 \

@@ -52,6 +52,7 @@ for suffix, when in (("-unvacuumed", ", before VACUUM"), ("", "")):
 ROWS += [
     ("vacuum", "vacuum_analyze_ms", "VACUUM ANALYZE after the load", "ms", 1, False),
     ("rss-after-lists", "rss_mib", "RSS after the load and the lists", "MiB", 1, False),
+    ("rss-settled", "rss_mib", "RSS 2 s after the lists", "MiB", 1, False),
     ("disk-per-object", "disk_bytes_per_object", "bytes on disk per object", "bytes", 1, False),
     ("disk-per-object-compacted", "disk_bytes_per_object", "bytes on disk per object, compacted and defragmented", "bytes", 1, False),
     ("fleet-register", "per_second", "fleet: registration creates", "ops/s", 1, True),
