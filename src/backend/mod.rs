@@ -243,6 +243,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn load_meta(&self) -> Result<Meta>;
     /// A read handle on a pooled connection.
     async fn reader(&self) -> Result<Box<dyn KvRead>>;
+    /// A second read handle for a request that already holds one, if a connection is free
+    /// now: waiting for one while holding another could wait on itself.
+    async fn spare_reader(&self) -> Result<Option<Box<dyn KvRead>>>;
     /// Opens the one write transaction; the caller (the sequencer) never holds two.
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>>;
     /// The sequencer's batch failed (nothing of it was committed): a backend whose

@@ -20,7 +20,7 @@ use crate::proto::{
     RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use crate::store::buffer::WriteBuffer;
-use crate::store::range::read_range;
+use crate::store::range::{RangeCount, read_range};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -131,7 +131,7 @@ impl Apply<'_> {
         } else {
             self.read_revision()
         };
-        let mut resp = read_range(&mut *self.buffer, req, revision, None).await?;
+        let mut resp = read_range(&mut *self.buffer, req, revision, RangeCount::After).await?;
         resp.header = Some(revision_header(self.read_revision()));
         Ok(resp)
     }

@@ -31,7 +31,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::backend::{Backend, DbSize, LeaseRecord};
+use crate::backend::{Backend, DbSize, KeyEnd, KeyRange, LeaseRecord};
 use crate::error::{Error, Result};
 use crate::proto::{
     CompactionRequest, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
@@ -296,9 +296,28 @@ impl Store {
         }
         let mut reader = self.shared.backend.reader().await?;
         let known_count = self.shared.page_counts.take(req, revision);
-        let mut resp = range::read_range(&mut *reader, req, revision, known_count).await?;
+        // The first page of a range that took more than a page before: count it on a second
+        // reader, if one is free, while this one reads the page.
+        let spare = match known_count {
+            None if self.shared.page_counts.spans_pages(req) => {
+                self.shared.backend.spare_reader().await?
+            }
+            _ => None,
+        };
+        let end = KeyEnd::from_range_end(&req.range_end);
+        let count = match (known_count, spare) {
+            (Some(count), _) => range::RangeCount::Known(count),
+            (None, Some(mut counter)) => range::RangeCount::Ahead(Box::pin(async move {
+                counter.count(KeyRange::new(&req.key, &end), revision).await
+            })),
+            (None, None) => range::RangeCount::After,
+        };
+        let mut resp = range::read_range(&mut *reader, req, revision, count).await?;
         drop(reader);
         self.shared.page_counts.remember(req, revision, &resp);
+        if known_count.is_none() {
+            self.shared.page_counts.remember_spanning(req, &resp);
+        }
         if cacheable && !req.keys_only && !req.count_only {
             self.shared
                 .read_cache

@@ -1,6 +1,9 @@
 //! etcd's Range semantics on top of a backend read: limit and `more`, exact counts, filters,
 //! sorting and keys-only, applied exactly as etcd's apply layer applies them.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 
 use crate::backend::{KeyEnd, KeyRange, KvRead};
@@ -9,14 +12,24 @@ use crate::proto::range_request::{SortOrder, SortTarget};
 use crate::proto::{KeyValue, RangeRequest, RangeResponse};
 use crate::store::read_cache::Cached;
 
-/// Answers `req` as of `revision` (already checked against the compacted and head revisions).
-/// `known_count`, when given, is the number of keys in the range at `revision`, so it need not
-/// be counted again. The caller sets the header.
+/// Where the count of a range comes from, when a page does not hold all of it.
+pub(crate) enum RangeCount<'a> {
+    /// The number of keys in the range at the revision, told by the page before.
+    Known(i64),
+    /// Counted by the same reader after the page.
+    After,
+    /// Being counted on a second reader while the page is read: a first page then costs the
+    /// longer of the two reads, not their sum.
+    Ahead(Pin<Box<dyn Future<Output = Result<i64>> + Send + 'a>>),
+}
+
+/// Answers `req` as of `revision` (already checked against the compacted and head revisions),
+/// taking its count from `count`. The caller sets the header.
 pub(crate) async fn read_range(
     reader: &mut dyn KvRead,
     req: &RangeRequest,
     revision: i64,
-    known_count: Option<i64>,
+    count: RangeCount<'_>,
 ) -> Result<RangeResponse> {
     let end = KeyEnd::from_range_end(&req.range_end);
     let range = KeyRange::new(&req.key, &end);
@@ -46,13 +59,25 @@ pub(crate) async fn read_range(
     };
 
     let (mut kvs, count) = if req.count_only {
-        let count = match known_count {
-            Some(count) => count,
-            None => reader.count(range, revision).await?,
+        let count = match count {
+            RangeCount::Known(count) => count,
+            RangeCount::After => reader.count(range, revision).await?,
+            RangeCount::Ahead(counting) => counting.await?,
         };
         (Vec::new(), count)
     } else {
-        let kvs = reader.range(range, revision, fetch_limit).await?;
+        let (kvs, known_count) = match count {
+            RangeCount::Known(count) => (
+                reader.range(range, revision, fetch_limit).await?,
+                Some(count),
+            ),
+            RangeCount::After => (reader.range(range, revision, fetch_limit).await?, None),
+            RangeCount::Ahead(counting) => {
+                let (kvs, counted) =
+                    tokio::join!(reader.range(range, revision, fetch_limit), counting);
+                (kvs?, Some(counted?))
+            }
+        };
         let complete = fetch_limit == 0 || (kvs.len() as i64) < fetch_limit;
         let count = match known_count {
             _ if complete => kvs.len() as i64,
@@ -146,9 +171,13 @@ fn sort(kvs: &mut [KeyValue], target: SortTarget, descending: bool) {
 /// and not a count of everything after it (design.md). A snapshot at a revision never changes,
 /// so the page after one that returned `n` of `count` keys of `[start, end)` (in key order,
 /// unfiltered) holds `count - n` keys of `[next start, end)`.
+///
+/// It also remembers which ranges a first page did not hold whole (`more`), so that the first
+/// page of the next list of one counts on a second reader while the page is read.
 #[derive(Default)]
 pub(crate) struct PageCounts {
     counts: std::sync::Mutex<std::collections::HashMap<PageKey, i64>>,
+    spanning: std::sync::Mutex<std::collections::HashSet<(Bytes, Bytes)>>,
 }
 
 /// (start key, range end, revision)
@@ -195,6 +224,33 @@ impl PageCounts {
             ),
             resp.count - resp.kvs.len() as i64,
         );
+    }
+
+    /// Whether `req`'s range (from its start) took more than one page before.
+    pub fn spans_pages(&self, req: &RangeRequest) -> bool {
+        Self::pages_in_key_order(req)
+            && self
+                .spanning()
+                .contains(&(req.key.clone(), req.range_end.clone()))
+    }
+
+    /// Remembers that the range of `req`, a first page answered by `resp`, spans pages.
+    pub fn remember_spanning(&self, req: &RangeRequest, resp: &RangeResponse) {
+        if !resp.more || !Self::pages_in_key_order(req) {
+            return;
+        }
+        let mut spanning = self.spanning();
+        if spanning.len() >= MAX_PAGE_COUNTS {
+            spanning.clear();
+        }
+        spanning.insert((
+            Bytes::copy_from_slice(&req.key),
+            Bytes::copy_from_slice(&req.range_end),
+        ));
+    }
+
+    fn spanning(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<(Bytes, Bytes)>> {
+        self.spanning.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Pages that return the first keys of their range, in key order.

@@ -199,3 +199,68 @@ crate::on_every_backend! {
         }
     }
 }
+
+/// Lists `/ahead/` whole in pages of 7 and returns the first page's count and the keys listed.
+async fn list_in_pages(client: &mut etcd_client::Client) -> (i64, usize) {
+    let mut start = "/ahead/".to_string();
+    let mut first_count = None;
+    let mut listed = 0;
+    let mut revision = 0;
+    loop {
+        let mut options = GetOptions::new().with_range("/ahead0").with_limit(7);
+        if revision > 0 {
+            options = options.with_revision(revision);
+        }
+        let page = client
+            .get(start.clone(), Some(options))
+            .await
+            .expect("page");
+        if revision == 0 {
+            revision = page.header().expect("header").revision();
+        }
+        first_count.get_or_insert(page.count());
+        listed += page.kvs().len();
+        match page.kvs().last() {
+            Some(last) if page.more() => {
+                start = format!("{}\0", last.key_str().expect("key"));
+            }
+            _ => return (first_count.unwrap_or_default(), listed),
+        }
+    }
+}
+
+crate::on_every_backend! {
+    async fn first_pages_counted_ahead_are_exact_under_concurrent_lists() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        for i in 0..60 {
+            client.put(format!("/ahead/{i:02}"), "v", None).await.expect("put");
+        }
+        // The first list teaches the store that the range spans pages; the others' first pages
+        // count on a second reader when one is free. More lists at once than there are readers:
+        // none may wait for a second one while holding the first.
+        let (count, listed) = list_in_pages(&mut client).await;
+        assert_eq!((count, listed), (60, 60));
+        let mut lists = Vec::new();
+        for _ in 0..40 {
+            let mut client = client.clone();
+            lists.push(tokio::spawn(async move {
+                let mut results = Vec::new();
+                for _ in 0..3 {
+                    results.push(list_in_pages(&mut client).await);
+                }
+                results
+            }));
+        }
+        let all = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut all = Vec::new();
+            for list in lists {
+                all.extend(list.await.expect("list task"));
+            }
+            all
+        })
+        .await
+        .expect("concurrent lists finish without waiting on each other");
+        assert!(all.iter().all(|&result| result == (60, 60)), "{all:?}");
+    }
+}

@@ -117,6 +117,37 @@ impl<DB: Driver> Connections<DB> {
     }
 }
 
+impl<DB: Driver> Connections<DB> {
+    /// A connection if one is free now (or may be opened now), without waiting for one.
+    pub async fn try_acquire(&self) -> Result<Option<Held<DB>>, sqlx::Error> {
+        let shared = &self.shared;
+        let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        while let Some(idle) = shared.idle().pop() {
+            if shared.may_serve(idle.opened) {
+                return Ok(Some(Held::new(
+                    idle.conn,
+                    idle.opened,
+                    permit,
+                    shared.clone(),
+                )));
+            }
+            close(idle.conn, None);
+        }
+        let deadline = tokio::time::Instant::now() + shared.limits.acquire_timeout;
+        let conn = tokio::time::timeout_at(deadline, shared.connect())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)??;
+        Ok(Some(Held::new(
+            conn,
+            Instant::now(),
+            permit,
+            shared.clone(),
+        )))
+    }
+}
+
 impl<DB: Driver> Shared<DB> {
     fn idle(&self) -> MutexGuard<'_, Vec<Idle<DB>>> {
         self.idle

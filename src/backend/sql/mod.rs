@@ -189,6 +189,19 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         )))
     }
 
+    async fn spare_reader(&self) -> Result<Option<Box<dyn KvRead>>> {
+        let Some(conn) = self.reads.try_acquire().await? else {
+            return Ok(None);
+        };
+        Ok(Some(Box::new(Session::<D>::new(
+            conn,
+            self.sql.clone(),
+            None,
+            self.counted.clone(),
+            self.rowids.clone(),
+        ))))
+    }
+
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
         let mut txn = self.begin(D::BEGIN).await?;
         if let Some(file) = &self.file {
