@@ -104,6 +104,26 @@ impl<DB: Driver> Connections<DB> {
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
+        self.hand_out(permit, deadline).await
+    }
+
+    /// A connection if one is free now (or may be opened now), without waiting for one.
+    pub async fn try_acquire(&self) -> Result<Option<Held<DB>>, sqlx::Error> {
+        let Ok(permit) = self.shared.permits.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        let deadline = tokio::time::Instant::now() + self.shared.limits.acquire_timeout;
+        self.hand_out(permit, deadline).await.map(Some)
+    }
+
+    /// The connection `permit` entitles to: the most recently used idle one that may still
+    /// serve, or a new one opened before `deadline`.
+    async fn hand_out(
+        &self,
+        permit: OwnedSemaphorePermit,
+        deadline: tokio::time::Instant,
+    ) -> Result<Held<DB>, sqlx::Error> {
+        let shared = &self.shared;
         while let Some(idle) = shared.idle().pop() {
             if shared.may_serve(idle.opened) {
                 return Ok(Held::new(idle.conn, idle.opened, permit, shared.clone()));
@@ -114,37 +134,6 @@ impl<DB: Driver> Connections<DB> {
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
         Ok(Held::new(conn, Instant::now(), permit, shared.clone()))
-    }
-}
-
-impl<DB: Driver> Connections<DB> {
-    /// A connection if one is free now (or may be opened now), without waiting for one.
-    pub async fn try_acquire(&self) -> Result<Option<Held<DB>>, sqlx::Error> {
-        let shared = &self.shared;
-        let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-            return Ok(None);
-        };
-        while let Some(idle) = shared.idle().pop() {
-            if shared.may_serve(idle.opened) {
-                return Ok(Some(Held::new(
-                    idle.conn,
-                    idle.opened,
-                    permit,
-                    shared.clone(),
-                )));
-            }
-            close(idle.conn, None);
-        }
-        let deadline = tokio::time::Instant::now() + shared.limits.acquire_timeout;
-        let conn = tokio::time::timeout_at(deadline, shared.connect())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        Ok(Some(Held::new(
-            conn,
-            Instant::now(),
-            permit,
-            shared.clone(),
-        )))
     }
 }
 
