@@ -304,10 +304,10 @@ impl Store {
             }
             _ => None,
         };
-        let end = KeyEnd::from_range_end(&req.range_end);
         let count = match (known_count, spare) {
             (Some(count), _) => range::RangeCount::Known(count),
             (None, Some(mut counter)) => range::RangeCount::Ahead(Box::pin(async move {
+                let end = KeyEnd::from_range_end(&req.range_end);
                 counter.count(KeyRange::new(&req.key, &end), revision).await
             })),
             (None, None) => range::RangeCount::After,

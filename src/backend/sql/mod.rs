@@ -119,6 +119,18 @@ impl<D: Dialect> SqlBackend<D> {
             .await?)
     }
 
+    /// A session on `conn` (with the revisions a write transaction locked, on a shared
+    /// database).
+    fn session(&self, conn: Held<D::Db>, locked: Option<(i64, i64)>) -> Session<D> {
+        Session::new(
+            conn,
+            self.sql.clone(),
+            locked,
+            self.counted.clone(),
+            self.rowids.clone(),
+        )
+    }
+
     /// A connection of the write set with a transaction begun by `statement`.
     async fn begin(&self, statement: &'static str) -> Result<Held<D::Db>> {
         let mut conn = self.writes.acquire().await?;
@@ -180,26 +192,12 @@ impl<D: Dialect> Backend for SqlBackend<D> {
 
     async fn reader(&self) -> Result<Box<dyn KvRead>> {
         let conn = self.reads.acquire().await?;
-        Ok(Box::new(Session::<D>::new(
-            conn,
-            self.sql.clone(),
-            None,
-            self.counted.clone(),
-            self.rowids.clone(),
-        )))
+        Ok(Box::new(self.session(conn, None)))
     }
 
     async fn spare_reader(&self) -> Result<Option<Box<dyn KvRead>>> {
-        let Some(conn) = self.reads.try_acquire().await? else {
-            return Ok(None);
-        };
-        Ok(Some(Box::new(Session::<D>::new(
-            conn,
-            self.sql.clone(),
-            None,
-            self.counted.clone(),
-            self.rowids.clone(),
-        ))))
+        let conn = self.reads.try_acquire().await?;
+        Ok(conn.map(|conn| Box::new(self.session(conn, None)) as Box<dyn KvRead>))
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
@@ -214,13 +212,7 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         } else {
             None
         };
-        Ok(Box::new(Session::<D>::new(
-            txn,
-            self.sql.clone(),
-            locked,
-            self.counted.clone(),
-            self.rowids.clone(),
-        )))
+        Ok(Box::new(self.session(txn, locked)))
     }
 
     fn write_failed(&self) {
