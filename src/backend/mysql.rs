@@ -30,6 +30,7 @@ pub struct Mysql;
 
 impl Dialect for Mysql {
     type Db = sqlx::MySql;
+    type Writer = ();
     const PLACEHOLDERS: Placeholders = Placeholders::Question;
     const KEY: &'static str = "`key`";
     const SHARED: bool = true;

@@ -46,6 +46,7 @@ pub struct Postgres;
 
 impl Dialect for Postgres {
     type Db = sqlx::Postgres;
+    type Writer = ();
     const PLACEHOLDERS: Placeholders = Placeholders::Dollar;
     const KEY: &'static str = "key";
     const SHARED: bool = true;

@@ -18,7 +18,7 @@ use super::sql::connections::{Connections, KeepCheck, Limits};
 use super::sql::reopen::Reopen;
 use super::sql::template::{Placeholders, Sql};
 use super::sql::{BoxFuture, Dialect, LocalFile, SqlBackend, Value};
-use super::sqlite_pages;
+use super::sqlite_pages::{self, WriterHandle};
 use crate::error::{Error, Result};
 use crate::proto::KeyValue;
 
@@ -66,6 +66,7 @@ pub struct Sqlite;
 
 impl Dialect for Sqlite {
     type Db = sqlx::Sqlite;
+    type Writer = Option<WriterHandle>;
     const PLACEHOLDERS: Placeholders = Placeholders::Question;
     const KEY: &'static str = "key";
     const SHARED: bool = false;
@@ -94,10 +95,73 @@ impl Dialect for Sqlite {
         Box::pin(sqlite_pages::key_values(conn, sql, arguments))
     }
 
+    fn begin_write<'c>(
+        conn: &'c mut sqlx::SqliteConnection,
+        writer: &'c mut Option<WriterHandle>,
+    ) -> BoxFuture<'c, std::result::Result<(), sqlx::Error>> {
+        Box::pin(async move {
+            let handle = match *writer {
+                Some(handle) => handle,
+                None => WriterHandle::of(conn).await?,
+            };
+            *writer = Some(handle);
+            handle.execute(Self::BEGIN, &[], &[])?;
+            Ok(())
+        })
+    }
+
+    /// The commit waits on the disk (the WAL's fsync, and a checkpoint when the WAL is full):
+    /// this tokio worker's other tasks move to another meanwhile. The batch's other statements
+    /// change pages in memory and run inline. (`BEGIN IMMEDIATE` waits only if another process
+    /// holds the file's write lock: the lock file keeps other servers off it.)
+    fn commit_write<'c>(
+        _conn: &'c mut sqlx::SqliteConnection,
+        writer: &'c Option<WriterHandle>,
+    ) -> BoxFuture<'c, std::result::Result<(), sqlx::Error>> {
+        on_handle(writer, |handle| {
+            sqlite_pages::blocking(|| handle.execute("COMMIT", &[], &[])).map(drop)
+        })
+    }
+
+    fn write<'c>(
+        _conn: &'c mut sqlx::SqliteConnection,
+        writer: &'c Option<WriterHandle>,
+        sql: &'c Sql,
+        arguments: &'c [Value<'c>],
+    ) -> BoxFuture<'c, std::result::Result<u64, sqlx::Error>> {
+        on_handle(writer, |handle| {
+            handle.execute(&sql.text, &sql.binds, arguments)
+        })
+    }
+
+    fn live_versions<'c>(
+        _conn: &'c mut sqlx::SqliteConnection,
+        writer: &'c Option<WriterHandle>,
+        sql: &'c Sql,
+        arguments: &'c [Value<'c>],
+    ) -> BoxFuture<'c, std::result::Result<Vec<KeyValue>, sqlx::Error>> {
+        on_handle(writer, |handle| handle.key_values(sql, arguments))
+    }
+
     /// SQLite's planner takes the key range's index for scans by revision unless told.
     fn table_via(table: &str, alias: &str, index: &str) -> String {
         format!("{table} {alias} INDEXED BY {index}")
     }
+}
+
+/// Runs `statement` on the write transaction's handle, on this thread. Without one the
+/// connection did not begin the sequencer's transaction: a bug, reported as an error.
+fn on_handle<'c, T: Send + 'c>(
+    writer: &Option<WriterHandle>,
+    statement: impl FnOnce(WriterHandle) -> std::result::Result<T, sqlx::Error>,
+) -> BoxFuture<'c, std::result::Result<T, sqlx::Error>> {
+    let outcome = match *writer {
+        Some(handle) => statement(handle),
+        None => Err(sqlx::Error::Protocol(
+            "a write statement outside the sequencer's transaction".into(),
+        )),
+    };
+    Box::pin(std::future::ready(outcome))
 }
 
 /// How long a server waits for the lock of a file another store of this process is closing.

@@ -1,4 +1,5 @@
-//! Pages of keys read from SQLite through its C API, on the calling thread.
+//! Pages of keys read from SQLite through its C API, on the calling thread; and the sequencer's
+//! write transaction run the same way ([`WriterHandle`]).
 //!
 //! sqlx's SQLite driver runs each connection on a worker thread of its own and hands the caller
 //! every row through a channel, each value first copied out of SQLite into a row of its own
@@ -35,12 +36,93 @@ pub async fn key_values(
 ) -> Result<Vec<KeyValue>, sqlx::Error> {
     let mut locked = conn.lock_handle().await?;
     let db = locked.as_raw_handle();
-    // SQLite works synchronously (reading pages, from the OS cache or the disk); on a runtime
-    // with several workers the others take this one's tasks meanwhile.
-    let read = || read(db, sql, arguments);
+    // SQLite works synchronously (reading pages, from the OS cache or the disk).
+    blocking(|| read(db, sql, arguments))
+}
+
+/// Runs `work`, which waits on the disk, so that on a runtime with several workers the others
+/// take this one's tasks meanwhile.
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|runtime| runtime.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
-        _ => read(),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+/// SQLite's handle of the connection the sequencer's write transactions run on, taken from
+/// sqlx's worker thread once per connection (the backend keeps it with the connection's serial
+/// number). The transaction's statements (`BEGIN IMMEDIATE`, the look-up of the batch's live
+/// versions, its writes, the revision, `COMMIT`) run through it on the sequencer's own thread:
+/// on a busy 2-core machine each round trip to the worker thread and back cost 0.3 to 0.6 ms
+/// (`begin`, which does nothing, took that long), five of them a batch (docs/benchmarks.md,
+/// "The sequencer's statements on its own thread"). The rarer ones (a new prefix's count, a
+/// rowid range's last rowid) still go through sqlx.
+///
+/// Sound because sqlx's worker touches the handle only while it runs a command: between
+/// commands it holds the connection's lock and waits. The handle is used only by whoever holds
+/// the connection exclusively (`Held`, with that serial number), between that holder's sqlx
+/// calls on it, each awaited to its end, so the worker and this thread never use the connection
+/// at once, and each command's channel orders its work after ours and ours after it.
+/// Statements are finalized before they return, so none is left open when sqlx closes the
+/// handle (which panics if one is).
+#[derive(Clone, Copy)]
+pub struct WriterHandle(NonNull<ffi::sqlite3>);
+
+// SAFETY: SQLite's handles may move between threads (it is built thread-safe); see above for
+// why this one is never used from two threads at once.
+unsafe impl Send for WriterHandle {}
+// SAFETY: shared references to it only copy the pointer; it is used as above.
+unsafe impl Sync for WriterHandle {}
+
+impl WriterHandle {
+    /// Takes the handle of `conn` from its worker thread (one round trip).
+    pub async fn of(conn: &mut SqliteConnection) -> Result<WriterHandle, sqlx::Error> {
+        let mut locked = conn.lock_handle().await?;
+        Ok(WriterHandle(locked.as_raw_handle()))
+    }
+
+    /// Runs `text` (one statement, or several joined by `;`) with `arguments`. `binds` names the
+    /// argument of each `?` in order, across the statements. Returns the rows they changed.
+    pub fn execute(
+        self,
+        text: &str,
+        binds: &[usize],
+        arguments: &[Value<'_>],
+    ) -> Result<u64, sqlx::Error> {
+        let db = self.0;
+        let mut rest = text;
+        let mut binds = binds.iter();
+        let mut changed = 0;
+        while !rest.trim().is_empty() {
+            let (statement, tail) = Statement::prepare_next(db, rest)?;
+            rest = tail;
+            let Some(statement) = statement else {
+                continue;
+            };
+            for position in 1..=statement.parameters() {
+                let argument = binds.next().and_then(|&index| arguments.get(index));
+                let Some(argument) = argument else {
+                    return Err(sqlx::Error::Protocol(format!(
+                        "statement has more parameters than arguments: {text}"
+                    )));
+                };
+                statement.bind(position, argument)?;
+            }
+            while statement.step()? {}
+            // SAFETY: an open connection this thread may use (see the type's docs).
+            let count = unsafe { ffi::sqlite3_changes64(db.as_ptr()) };
+            changed += u64::try_from(count).unwrap_or(0);
+        }
+        Ok(changed)
+    }
+
+    /// Runs `sql`, which selects `key, create_revision, mod_revision, version, lease, value`.
+    pub fn key_values(
+        self,
+        sql: &Sql,
+        arguments: &[Value<'_>],
+    ) -> Result<Vec<KeyValue>, sqlx::Error> {
+        read(self.0, sql, arguments)
     }
 }
 
@@ -83,29 +165,62 @@ struct Statement<'a> {
 }
 
 impl<'a> Statement<'a> {
-    fn prepare(db: NonNull<ffi::sqlite3>, text: &str) -> Result<Statement<'a>, sqlx::Error> {
+    fn prepare(db: NonNull<ffi::sqlite3>, text: &'a str) -> Result<Statement<'a>, sqlx::Error> {
+        match Statement::prepare_next(db, text)? {
+            (Some(statement), _) => Ok(statement),
+            (None, _) => Err(sqlx::Error::Protocol(format!("no statement in: {text}"))),
+        }
+    }
+
+    /// Prepares the first statement of `text`, returning it (`None` if that part held only
+    /// whitespace or a comment) and the text after it.
+    fn prepare_next(
+        db: NonNull<ffi::sqlite3>,
+        text: &'a str,
+    ) -> Result<(Option<Statement<'a>>, &'a str), sqlx::Error> {
         let length = c_int::try_from(text.len())
             .map_err(|_| sqlx::Error::Protocol("statement too long".into()))?;
         let mut raw = ptr::null_mut();
-        // SAFETY: `db` is an open connection this thread holds; the text outlives the call,
-        // and its length is given, so it needs no terminating NUL.
+        let mut tail: *const std::ffi::c_char = ptr::null();
+        // SAFETY: as in `prepare`; SQLite sets `tail` to a point within `text` (or its end).
         let code = unsafe {
             ffi::sqlite3_prepare_v2(
                 db.as_ptr(),
                 text.as_ptr().cast(),
                 length,
                 &mut raw,
-                ptr::null_mut(),
+                &mut tail,
             )
         };
-        match NonNull::new(raw) {
-            Some(raw) if code == ffi::SQLITE_OK => Ok(Statement {
-                db,
-                raw,
-                arguments: std::marker::PhantomData,
-            }),
-            _ => Err(failure(db, code)),
+        if code != ffi::SQLITE_OK {
+            if let Some(raw) = NonNull::new(raw) {
+                // SAFETY: a statement SQLite returned; finalized once.
+                unsafe { ffi::sqlite3_finalize(raw.as_ptr()) };
+            }
+            return Err(failure(db, code));
         }
+        let consumed = if tail.is_null() {
+            text.len()
+        } else {
+            // SAFETY: `tail` points into `text` or one past its end.
+            let offset = unsafe { tail.cast::<u8>().offset_from(text.as_ptr()) };
+            usize::try_from(offset)
+                .unwrap_or(text.len())
+                .min(text.len())
+        };
+        let rest = text.get(consumed..).unwrap_or("");
+        let statement = NonNull::new(raw).map(|raw| Statement {
+            db,
+            raw,
+            arguments: std::marker::PhantomData,
+        });
+        Ok((statement, rest))
+    }
+
+    /// How many parameters the statement takes.
+    fn parameters(&self) -> c_int {
+        // SAFETY: a live statement.
+        unsafe { ffi::sqlite3_bind_parameter_count(self.raw.as_ptr()) }
     }
 
     fn bind(&self, position: c_int, argument: &Value<'a>) -> Result<(), sqlx::Error> {

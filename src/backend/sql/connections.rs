@@ -8,6 +8,7 @@
 //! fresh one is sure to be sound, and failures are rare), and one past its lifetime, or refused
 //! by the owner's check (SQLite's [`super::reopen`]), is replaced before it serves.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -64,11 +65,14 @@ struct Shared<DB: Database> {
     idle: Mutex<Vec<Idle<DB>>>,
     /// One per connection that may be open.
     permits: Arc<Semaphore>,
+    /// The serial number of the next connection opened.
+    serials: AtomicU64,
 }
 
 struct Idle<DB: Database> {
     conn: DB::Connection,
     opened: Instant,
+    serial: u64,
     since: Instant,
 }
 
@@ -85,6 +89,7 @@ impl<DB: Driver> Connections<DB> {
                 permits: Arc::new(Semaphore::new(max as usize)),
                 idle: Mutex::new(Vec::new()),
                 limits,
+                serials: AtomicU64::new(0),
             }),
         };
         // Held together, so each acquire opens a new one; all go idle when dropped.
@@ -126,14 +131,21 @@ impl<DB: Driver> Connections<DB> {
         let shared = &self.shared;
         while let Some(idle) = shared.idle().pop() {
             if shared.may_serve(idle.opened) {
-                return Ok(Held::new(idle.conn, idle.opened, permit, shared.clone()));
+                let opened = (idle.opened, idle.serial);
+                return Ok(Held::new(idle.conn, opened, permit, shared.clone()));
             }
             close(idle.conn, None);
         }
         let conn = tokio::time::timeout_at(deadline, shared.connect())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)??;
-        Ok(Held::new(conn, Instant::now(), permit, shared.clone()))
+        let serial = shared.serials.fetch_add(1, Ordering::Relaxed);
+        Ok(Held::new(
+            conn,
+            (Instant::now(), serial),
+            permit,
+            shared.clone(),
+        ))
     }
 }
 
@@ -178,6 +190,8 @@ fn close<C: Connection + 'static>(conn: C, permit: Option<OwnedSemaphorePermit>)
 pub struct Held<DB: Driver> {
     conn: Option<DB::Connection>,
     opened: Instant,
+    /// Which connection this is: no other this process opens has its number.
+    serial: u64,
     sound: bool,
     in_transaction: bool,
     permit: Option<OwnedSemaphorePermit>,
@@ -185,20 +199,27 @@ pub struct Held<DB: Driver> {
 }
 
 impl<DB: Driver> Held<DB> {
+    /// `opened`: when the connection was opened, and its serial number.
     fn new(
         conn: DB::Connection,
-        opened: Instant,
+        (opened, serial): (Instant, u64),
         permit: OwnedSemaphorePermit,
         shared: Arc<Shared<DB>>,
     ) -> Held<DB> {
         Held {
             conn: Some(conn),
             opened,
+            serial,
             sound: true,
             in_transaction: false,
             permit: Some(permit),
             shared,
         }
+    }
+
+    /// Which connection this is: no other connection this process opens has its number.
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// The connection itself, for what is not a statement of the backend (migrations). A
@@ -244,6 +265,38 @@ impl<DB: Driver> Held<DB> {
         self.noted(result)
     }
 
+    /// Begins the sequencer's write transaction, the dialect's way (see [`Dialect::Writer`]).
+    pub async fn begin_write<D: Dialect<Db = DB>>(
+        &mut self,
+        writer: &mut D::Writer,
+    ) -> Result<(), sqlx::Error> {
+        self.in_transaction = true;
+        let result = D::begin_write(self.raw(), writer).await;
+        self.noted(result)
+    }
+
+    /// Runs a write statement of the sequencer's transaction, the dialect's way.
+    pub async fn write<D: Dialect<Db = DB>>(
+        &mut self,
+        writer: &D::Writer,
+        sql: &Sql,
+        arguments: &[Value<'_>],
+    ) -> Result<u64, sqlx::Error> {
+        let result = D::write(self.raw(), writer, sql, arguments).await;
+        self.noted(result)
+    }
+
+    /// Reads live versions of keys in the sequencer's transaction, the dialect's way.
+    pub async fn live_versions<D: Dialect<Db = DB>>(
+        &mut self,
+        writer: &D::Writer,
+        sql: &Sql,
+        arguments: &[Value<'_>],
+    ) -> Result<Vec<KeyValue>, sqlx::Error> {
+        let result = D::live_versions(self.raw(), writer, sql, arguments).await;
+        self.noted(result)
+    }
+
     /// Begins a transaction with `statement` (`BEGIN`, or SQLite's `BEGIN IMMEDIATE`).
     pub async fn begin(&mut self, statement: &'static str) -> Result<(), sqlx::Error> {
         self.in_transaction = true;
@@ -253,6 +306,18 @@ impl<DB: Driver> Held<DB> {
 
     pub async fn commit(&mut self) -> Result<(), sqlx::Error> {
         let result = DB::run_plain(self.raw(), "COMMIT").await;
+        if result.is_ok() {
+            self.in_transaction = false;
+        }
+        self.noted(result)
+    }
+
+    /// Commits the sequencer's write transaction, the dialect's way.
+    pub async fn commit_write<D: Dialect<Db = DB>>(
+        &mut self,
+        writer: &D::Writer,
+    ) -> Result<(), sqlx::Error> {
+        let result = D::commit_write(self.raw(), writer).await;
         if result.is_ok() {
             self.in_transaction = false;
         }
@@ -270,6 +335,7 @@ impl<DB: Driver> Drop for Held<DB> {
             idle.push(Idle {
                 conn,
                 opened: self.opened,
+                serial: self.serial,
                 since: Instant::now(),
             });
             // The least recently used come first.
@@ -336,12 +402,14 @@ mod tests {
 
         let mut held = connections.acquire().await.expect("in-memory SQLite");
         held.execute(&mark, &[]).await.expect("in-memory SQLite");
+        let first = held.serial();
         drop(held);
         let mut held = connections.acquire().await.expect("in-memory SQLite");
         assert!(
             same_connection(&mut held).await,
             "a sound connection is reused"
         );
+        assert_eq!(held.serial(), first, "and keeps its serial number");
         assert!(
             held.fetch_all(&sql("SELECT nothing FROM nowhere"), &[])
                 .await
@@ -352,6 +420,12 @@ mod tests {
         assert!(
             !same_connection(&mut held).await,
             "one whose statement failed is not"
+        );
+        // SQLite's write transactions keep the handle of a connection by this number.
+        assert_ne!(
+            held.serial(),
+            first,
+            "and its successor has a number of its own"
         );
         drop(held);
 

@@ -18,6 +18,11 @@ pub trait Dialect: Send + Sync + 'static {
     /// The sqlx driver.
     type Db: Driver;
 
+    /// What the sequencer's write transaction keeps besides its connection: SQLite's handle,
+    /// so that its statements run on the sequencer's thread (`backend/sqlite_pages.rs`);
+    /// nothing for the network databases, whose statements are round trips anyway.
+    type Writer: Send + Sync + Default + Clone;
+
     const PLACEHOLDERS: Placeholders;
 
     /// The key column as statements write it (quoted where `key` is a reserved word).
@@ -109,6 +114,45 @@ pub trait Dialect: Send + Sync + 'static {
             let fetched = Self::Db::fetch_all(conn, sql, arguments).await?;
             fetched.iter().map(rows::key_value::<Self::Db>).collect()
         })
+    }
+
+    /// Begins the sequencer's write transaction with [`Dialect::BEGIN`] on `conn`, keeping in
+    /// `writer` what its later statements need besides the connection. `writer` is what the
+    /// last write transaction on this same connection kept, or the default.
+    fn begin_write<'c>(
+        conn: &'c mut <Self::Db as Database>::Connection,
+        _writer: &'c mut Self::Writer,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        Self::Db::run_plain(conn, Self::BEGIN)
+    }
+
+    /// Commits the sequencer's transaction.
+    fn commit_write<'c>(
+        conn: &'c mut <Self::Db as Database>::Connection,
+        _writer: &'c Self::Writer,
+    ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+        Self::Db::run_plain(conn, "COMMIT")
+    }
+
+    /// Runs one write statement (or several joined) of the sequencer's transaction, returning
+    /// the rows changed.
+    fn write<'c>(
+        conn: &'c mut <Self::Db as Database>::Connection,
+        _writer: &'c Self::Writer,
+        sql: &'c Sql,
+        arguments: &'c [Value<'c>],
+    ) -> BoxFuture<'c, Result<u64, sqlx::Error>> {
+        Self::Db::execute(conn, sql, arguments)
+    }
+
+    /// Reads the live versions of a batch's keys in the sequencer's transaction.
+    fn live_versions<'c>(
+        conn: &'c mut <Self::Db as Database>::Connection,
+        _writer: &'c Self::Writer,
+        sql: &'c Sql,
+        arguments: &'c [Value<'c>],
+    ) -> BoxFuture<'c, Result<Vec<KeyValue>, sqlx::Error>> {
+        Self::page(conn, sql, arguments)
     }
 
     /// A boolean parameter in an expression.

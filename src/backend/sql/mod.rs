@@ -72,6 +72,10 @@ pub struct SqlBackend<D: Dialect> {
     counted: Arc<CountedPrefixes>,
     /// The next rowid of each resource's range of `current` (SQLite).
     rowids: Arc<RowidRanges>,
+    /// What the last write transaction kept besides its connection, and that connection's
+    /// serial number: the next one on the same connection starts from it (SQLite's handle,
+    /// taken from sqlx's worker thread once per connection rather than once per batch).
+    writer: std::sync::Mutex<Option<(u64, D::Writer)>>,
     dialect: PhantomData<fn() -> D>,
 }
 
@@ -102,6 +106,7 @@ impl<D: Dialect> SqlBackend<D> {
             file,
             counted: Arc::default(),
             rowids: Arc::default(),
+            writer: std::sync::Mutex::new(None),
             dialect: PhantomData,
         }
     }
@@ -129,6 +134,12 @@ impl<D: Dialect> SqlBackend<D> {
             self.counted.clone(),
             self.rowids.clone(),
         )
+    }
+
+    fn last_writer(&self) -> std::sync::MutexGuard<'_, Option<(u64, D::Writer)>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// A connection of the write set with a transaction begun by `statement`.
@@ -201,7 +212,15 @@ impl<D: Dialect> Backend for SqlBackend<D> {
     }
 
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
-        let mut txn = self.begin(D::BEGIN).await?;
+        let mut txn = self.writes.acquire().await?;
+        let serial = txn.serial();
+        let last = std::mem::take(&mut *self.last_writer());
+        let mut writer = match last {
+            Some((of, writer)) if of == serial => writer,
+            _ => D::Writer::default(),
+        };
+        txn.begin_write::<D>(&mut writer).await?;
+        *self.last_writer() = Some((serial, writer.clone()));
         if let Some(file) = &self.file {
             file.reopen.write_began();
         }
@@ -212,7 +231,7 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         } else {
             None
         };
-        Ok(Box::new(self.session(txn, locked)))
+        Ok(Box::new(self.session(txn, locked).writing(writer)))
     }
 
     fn write_failed(&self) {

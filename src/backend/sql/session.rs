@@ -34,6 +34,8 @@ pub struct Session<D: Dialect> {
     counted_here: Vec<Bytes>,
     /// The next rowid of each resource's range of `current` (where the dialect uses them).
     rowids: Arc<RowidRanges>,
+    /// What a write transaction's statements need besides the connection.
+    writer: D::Writer,
     dialect: PhantomData<fn() -> D>,
 }
 
@@ -52,12 +54,18 @@ impl<D: Dialect> Session<D> {
             counted,
             counted_here: Vec::new(),
             rowids,
+            writer: D::Writer::default(),
             dialect: PhantomData,
         }
     }
 }
 
 impl<D: Dialect> Session<D> {
+    /// This session as the sequencer's write transaction, begun with `writer`.
+    pub fn writing(self, writer: D::Writer) -> Session<D> {
+        Session { writer, ..self }
+    }
+
     /// Applies a batch's changes of live keys per prefix, after its keys are written: a
     /// prefix with a counter row adds its change; one without gets a row, with its exact
     /// count, once it holds `counted_prefix_min_keys` keys (counted up to that many).
@@ -121,7 +129,9 @@ impl<D: Dialect> Session<D> {
             for (prefix, change) in chunk {
                 arguments.extend([Value::Bytes(prefix), Value::Int(*change)]);
             }
-            self.conn.execute(statement, &arguments).await?;
+            self.conn
+                .write::<D>(&self.writer, statement, &arguments)
+                .await?;
         }
         Ok(())
     }
@@ -290,9 +300,11 @@ impl<D: Dialect> WriteTxn for Session<D> {
         let mut found = Vec::with_capacity(keys.len());
         for (statement, chunk) in self.sql.current_of_keys.chunks(keys) {
             let arguments: Vec<Value> = chunk.iter().map(|key| Value::Bytes(key)).collect();
-            for row in self.conn.fetch_all(statement, &arguments).await? {
-                found.push(rows::key_value::<D::Db>(&row)?);
-            }
+            found.extend(
+                self.conn
+                    .live_versions::<D>(&self.writer, statement, &arguments)
+                    .await?,
+            );
         }
         Ok(found)
     }
@@ -308,11 +320,13 @@ impl<D: Dialect> WriteTxn for Session<D> {
         // chunk sizes, which would fill the statement cache with one-off joins.
         if D::JOINED_STATEMENTS && statements.len() <= MAX_JOINED {
             let (sql, arguments) = template::joined(&statements);
-            self.conn.execute(&sql, &arguments).await?;
+            self.conn.write::<D>(&self.writer, &sql, &arguments).await?;
             return self.write_counts(changes.counts).await;
         }
         for (statement, arguments) in &statements {
-            self.conn.execute(statement, arguments).await?;
+            self.conn
+                .write::<D>(&self.writer, statement, arguments)
+                .await?;
         }
         self.write_counts(changes.counts).await
     }
@@ -355,7 +369,9 @@ impl<D: Dialect> WriteTxn for Session<D> {
 
     async fn save_meta(&mut self, revision: i64, compacted: i64) -> Result<()> {
         let arguments = [Value::Int(revision), Value::Int(compacted)];
-        self.conn.execute(&self.sql.save_meta, &arguments).await?;
+        self.conn
+            .write::<D>(&self.writer, &self.sql.save_meta, &arguments)
+            .await?;
         Ok(())
     }
 
@@ -376,7 +392,7 @@ impl<D: Dialect> WriteTxn for Session<D> {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<()> {
-        self.conn.commit().await?;
+        self.conn.commit_write::<D>(&self.writer).await?;
         self.counted
             .add_committed(std::mem::take(&mut self.counted_here));
         Ok(())
