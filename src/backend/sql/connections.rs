@@ -190,7 +190,7 @@ fn close<C: Connection + 'static>(conn: C, permit: Option<OwnedSemaphorePermit>)
 pub struct Held<DB: Driver> {
     conn: Option<DB::Connection>,
     opened: Instant,
-    /// Which connection this is: no other this process opens has its number.
+    /// Which connection this is: no other connection of its set ever has its number.
     serial: u64,
     sound: bool,
     in_transaction: bool,
@@ -217,7 +217,7 @@ impl<DB: Driver> Held<DB> {
         }
     }
 
-    /// Which connection this is: no other connection this process opens has its number.
+    /// Which connection this is: no other connection of its set ever has its number.
     pub fn serial(&self) -> u64 {
         self.serial
     }

@@ -73,7 +73,7 @@ pub struct SqlBackend<D: Dialect> {
     /// The next rowid of each resource's range of `current` (SQLite).
     rowids: Arc<RowidRanges>,
     /// What the last write transaction kept besides its connection, and that connection's
-    /// serial number: the next one on the same connection starts from it (SQLite's handle,
+    /// serial number in `writes`: the next one on the same connection starts from it (SQLite's handle,
     /// taken from sqlx's worker thread once per connection rather than once per batch).
     writer: std::sync::Mutex<Option<(u64, D::Writer)>>,
     dialect: PhantomData<fn() -> D>,
