@@ -214,8 +214,7 @@ impl<D: Dialect> Backend for SqlBackend<D> {
     async fn begin_write(&self) -> Result<Box<dyn WriteTxn>> {
         let mut txn = self.writes.acquire().await?;
         let serial = txn.serial();
-        let last = std::mem::take(&mut *self.last_writer());
-        let mut writer = match last {
+        let mut writer = match self.last_writer().clone() {
             Some((of, writer)) if of == serial => writer,
             _ => D::Writer::default(),
         };
