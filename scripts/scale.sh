@@ -35,6 +35,9 @@ ETCDCTL="${ETCDCTL:-$(dirname "$ETCD_BIN")/etcdctl}"
 # 1: at each size, also the bytes on disk per object after a compaction at the head and a
 # defragment (on SQLite VACUUM rewrites the file: it needs as much free disk again).
 COMPACTED_DISK="${COMPACTED_DISK:-0}"
+# 1: leave the last target's data of the last size where it is (the server stopped), to look
+# into with the database's own tools; the next run wipes it.
+KEEP="${KEEP:-0}"
 ETCD_QUOTA=$((8 * 1024 * 1024 * 1024))
 prepare scale sqlite postgres etcd -- "$@"
 
@@ -125,7 +128,9 @@ for target in "${TARGETS[@]}"; do
         fi
     done
     stop
-    wipe "$target"
+    if [ "$KEEP" != 1 ]; then
+        wipe "$target"
+    fi
 done
 
 for target in "${TARGETS[@]}"; do

@@ -78,6 +78,19 @@ impl Dialect for Postgres {
     fn filter_only(column: &str) -> String {
         format!("({column} || ''::bytea)")
     }
+
+    /// A lateral subquery (its `LIMIT` keeps the planner from flattening it into a join), so
+    /// the join is a nested loop over `current` in key order. As a plain join, a range the
+    /// statistics put at a few rows (the end of a resource's keys, within one histogram bucket)
+    /// was hash-joined and sorted: every remaining key of the range read for a page of 500 (at
+    /// 10M objects, 79,500 rows and 141 ms for one page; 0.74 ms this way).
+    fn page_history_join(condition: &dyn Fn(&str) -> String) -> String {
+        format!(
+            "LEFT JOIN LATERAL (SELECT v.create_revision, v.revision, v.version, v.lease, \
+               v.value FROM history v WHERE {} LIMIT 1) h ON TRUE",
+            condition("v")
+        )
+    }
 }
 
 /// Connects to the database `endpoint` names (creating it if it is missing) and applies the

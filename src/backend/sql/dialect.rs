@@ -102,6 +102,14 @@ pub trait Dialect: Send + Sync + 'static {
         column.to_string()
     }
 
+    /// How a page joins each `current c` row to its key's version in `history` at `:rev` (for
+    /// the keys changed since), as `h` with `create_revision, revision, version, lease, value`;
+    /// `condition` gives the join's condition on a `history` alias. The join must keep the
+    /// order in which `current` is read, so that the page's `LIMIT` stops the scan.
+    fn page_history_join(condition: &dyn Fn(&str) -> String) -> String {
+        format!("LEFT JOIN history h ON {}", condition("h"))
+    }
+
     /// Runs a statement that selects a page of a range (`key, create_revision, mod_revision,
     /// version, lease, value`) and returns its rows in order. SQLite reads them through its C
     /// API instead (`backend/sqlite_pages.rs`).

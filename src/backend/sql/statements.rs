@@ -110,12 +110,23 @@ impl RangeStatements {
         );
         let with_prev = D::boolean(":prev");
         let previous = latest_change::<D>("l.@key", &with_prev, "< l.revision");
+        // The version at :rev of a key changed since, from `history` under `alias`.
+        let version_at_rev = |alias: &str| {
+            let bounds = match D::BOUNDED_JOINS {
+                true => format!("AND {}", key_condition(&format!("{alias}.@key"), end)),
+                false => String::new(),
+            };
+            format!(
+                "c.mod_revision > :rev AND {alias}.@key = c.@key {bounds} \
+                 AND {alias}.revision = {latest_c}"
+            )
+        };
+        let history_at_rev = D::page_history_join(&version_at_rev);
         RangeStatements {
             page: render(&format!(
                 "SELECT * FROM (SELECT c.@key AS @key, {} AS create_revision, \
                    {} AS mod_revision, {} AS version, {} AS lease, {} AS value FROM current c \
-                 LEFT JOIN history h ON c.mod_revision > :rev AND h.@key = c.@key {h_bounds} \
-                   AND h.revision = {latest_c} \
+                 {history_at_rev} \
                  WHERE {c_keys} AND (c.mod_revision <= :rev OR h.revision IS NOT NULL) \
                  ORDER BY c.@key LIMIT :limit) live \
                  UNION ALL \
