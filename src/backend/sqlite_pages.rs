@@ -182,7 +182,9 @@ impl<'a> Statement<'a> {
             .map_err(|_| sqlx::Error::Protocol("statement too long".into()))?;
         let mut raw = ptr::null_mut();
         let mut tail: *const std::ffi::c_char = ptr::null();
-        // SAFETY: as in `prepare`; SQLite sets `tail` to a point within `text` (or its end).
+        // SAFETY: `db` is an open connection this thread holds; the text outlives the call,
+        // and its length is given, so it needs no terminating NUL. SQLite sets `tail` to a
+        // point within `text` (or its end).
         let code = unsafe {
             ffi::sqlite3_prepare_v2(
                 db.as_ptr(),
