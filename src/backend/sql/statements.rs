@@ -80,10 +80,10 @@ impl RangeStatements {
         // while its statistics are stale, as right after a bulk load) has the planner read an
         // index's first or last entry wherever a key bound lies outside the statistics'
         // histogram, stepping over every entry of a removed row that no VACUUM has taken out yet:
-        // at 5M objects before VACUUM, the `log` rows compaction had deleted made a first page's
-        // plan 15 to 20 ms and a count's 2.7. So a range's bounds on `log` (whose tombstones are
-        // found by revision anyway) and on a count's joins only filter; a page's join keeps them
-        // as bounds (`Dialect::BOUNDED_JOINS`).
+        // at 5M objects before VACUUM, the `log` rows compaction had deleted made a list's first
+        // page 15 to 38 ms (a middle page 3 to 5) and a count's plan 2.7 to 3.9 ms. So a range's
+        // bounds on `log` (whose tombstones are found by revision anyway) and on a count's joins
+        // only filter; a page's join keeps them as bounds (`Dialect::BOUNDED_JOINS`).
         let in_range = |column: &str| key_condition(column, end);
         let filtering = |column: &str| match ranged {
             true => key_condition(&D::filter_only(column), end),
