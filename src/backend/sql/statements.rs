@@ -76,9 +76,8 @@ impl RangeStatements {
         let tombstones = via("log", "d", "log_tombstones");
         let changes = via("log", "l", "log_by_revision");
         let changed_current = via("current", "c", "current_by_mod");
-        // A statement PostgreSQL plans for its arguments (a count on every call; a page too
-        // while its statistics are stale, as right after a bulk load) has the planner read an
-        // index's first or last entry wherever a key bound lies outside the statistics'
+        // A statement PostgreSQL plans for its arguments on every call (a count; at 5M objects a
+        // page too, before and after VACUUM) has the planner read an index's first or last entry wherever a key bound lies outside the statistics'
         // histogram, stepping over every entry of a removed row that no VACUUM has taken out yet:
         // at 5M objects before VACUUM, the `log` rows compaction had deleted made a list's first
         // page 15 to 38 ms (a middle page 3 to 5) and a count's plan 2.7 to 3.9 ms. So a range's
@@ -89,14 +88,16 @@ impl RangeStatements {
             true => key_condition(&D::filter_only(column), end),
             false => key_condition(column, end),
         };
+        // The range's bounds repeated on a joined table's `column` where the dialect asks for
+        // them (`Dialect::BOUNDED_JOINS`), written by `bound`; empty elsewhere.
+        let join_bounds = |column: &str, bound: &dyn Fn(&str) -> String| match D::BOUNDED_JOINS {
+            true => format!("AND {}", bound(column)),
+            false => String::new(),
+        };
         // Keys deleted after :rev and not alive now: the only keys alive at :rev that `current`
-        // does not list. Where the dialect asks for it, the join repeats the range's bounds on
-        // `history` although the key equality implies them, written by `h_bound`.
+        // does not list. The join's bounds on `history` are written by `h_bound`.
         let deleted_since = |h_bound: &dyn Fn(&str) -> String| {
-            let h_bounds = match D::BOUNDED_JOINS {
-                true => format!("AND {}", h_bound("h.@key")),
-                false => String::new(),
-            };
+            let h_bounds = join_bounds("h.@key", h_bound);
             format!(
                 "FROM (SELECT DISTINCT d.@key AS @key FROM {tombstones} \
                        WHERE d.revision > :rev AND d.revision <= {MAX_REVISION} \
@@ -125,10 +126,7 @@ impl RangeStatements {
         let previous = latest_change::<D>("l.@key", &with_prev, "< l.revision");
         // The version at :rev of a key changed since, from `history` under `alias`.
         let version_at_rev = |alias: &str| {
-            let bounds = match D::BOUNDED_JOINS {
-                true => format!("AND {}", key_condition(&format!("{alias}.@key"), end)),
-                false => String::new(),
-            };
+            let bounds = join_bounds(&format!("{alias}.@key"), &in_range);
             format!(
                 "c.mod_revision > :rev AND {alias}.@key = c.@key {bounds} \
                  AND {alias}.revision = {latest_c}"
@@ -519,10 +517,11 @@ mod tests {
     use super::*;
     use crate::backend::postgres::Postgres;
 
-    /// A range's count on PostgreSQL names no key bound that an index could take: the planner,
-    /// which plans a count on every call, would read that index's end (see `filtering`).
+    /// A range's count on PostgreSQL names no key bound that an index could take, nor does a
+    /// page on the tombstones: the planner, which plans them on every call, would read that
+    /// index's end (see `filtering`).
     #[test]
-    fn postgres_counts_of_ranges_bound_keys_only_as_filters() {
+    fn postgres_range_statements_bound_keys_only_as_filters() {
         for end in [
             KeyEnd::Before(bytes::Bytes::from_static(b"b")),
             KeyEnd::Unbounded,
