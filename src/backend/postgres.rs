@@ -15,6 +15,16 @@
 //! count of a 1M-key prefix, 0.6 ms to run, spent 31 ms in the compiler (47 ms in all), and the
 //! first page of a list 59 ms against 3.4 ms for a middle one. Our statements read a few index
 //! entries each; none runs long enough for compiled code to win back its compile time.
+//!
+//! Serving connections also run with sequential and bitmap scans off ([`INDEX_SCANS_ONLY`]):
+//! every statement of ours reads a key or revision range in an index's order and stops at its
+//! limit, and those two plans read the whole range before they stop. Before the first ANALYZE
+//! PostgreSQL takes any key range to hold 0.5% of the table, so for a page of 10,000 at 200,000
+//! keys it expected fewer rows than the page asks for and planned to read the rest of the range
+//! through a bitmap and sort it (an external sort of 106 MB for each page, 450 to 760 ms against
+//! 5 ms for a page of 500). The settings add a penalty to such plans rather than forbid them,
+//! so a statement without an index to follow still runs. Migrations run on a connection of
+//! their own with the planner's defaults: a migration may copy a whole table.
 
 use std::str::FromStr as _;
 use std::sync::{Arc, Weak};
@@ -101,10 +111,12 @@ pub async fn open(endpoint: &str, options: &DatastoreOptions) -> Result<SqlBacke
     // Names this process's connections, and so its notifications.
     let name = format!("etcdshim-{:016x}", rand::random::<u64>());
     let connect = connect_options(&endpoint.url, &name)?;
-    let connections =
-        Connections::<sqlx::Postgres>::open(options.logged(connect), options.limits(Vec::new()))
-            .await?;
-    MIGRATOR.run(connections.acquire().await?.raw()).await?;
+    migrate(&connect).await?;
+    let connections = Connections::<sqlx::Postgres>::open(
+        options.logged(serving(connect)),
+        options.limits(Vec::new()),
+    )
+    .await?;
     let changes = Arc::new(Notify::new());
     tokio::spawn(listen_for_changes(
         endpoint.url,
@@ -126,6 +138,24 @@ fn connect_options(url: &str, name: &str) -> Result<PgConnectOptions> {
     Ok(PgConnectOptions::from_str(url)?
         .application_name(name)
         .options([("jit", "off")]))
+}
+
+/// The planner settings of serving connections (module docs).
+const INDEX_SCANS_ONLY: [(&str, &str); 2] =
+    [("enable_seqscan", "off"), ("enable_bitmapscan", "off")];
+
+/// The options of a serving connection: `connect`'s, with index scans only (module docs).
+fn serving(connect: PgConnectOptions) -> PgConnectOptions {
+    connect.options(INDEX_SCANS_ONLY)
+}
+
+/// Applies the migrations on a connection of their own, with the planner's default settings.
+async fn migrate(connect: &PgConnectOptions) -> Result<()> {
+    use sqlx::{ConnectOptions as _, Connection as _};
+    let mut conn = connect.connect().await?;
+    MIGRATOR.run(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
 }
 
 /// A pool on the existing database `endpoint` names (a Kine database to import).
@@ -195,7 +225,7 @@ async fn listen_for_changes(url: String, own: String, changes: Weak<Notify>) {
 
 #[cfg(test)]
 mod tests {
-    use super::connect_options;
+    use super::{connect_options, serving};
 
     #[test]
     fn connections_run_without_jit_beside_the_endpoints_own_options() {
@@ -206,5 +236,17 @@ mod tests {
             Some("-c statement_timeout=5s -c jit=off")
         );
         assert_eq!(options.get_application_name(), Some("etcdshim-test"));
+    }
+
+    #[test]
+    fn serving_connections_read_through_indexes_only() {
+        let url = "postgres://u@127.0.0.1:5432/db?options=-c%20statement_timeout%3D5s";
+        let options = serving(connect_options(url, "etcdshim-test").expect("options"));
+        assert_eq!(
+            options.get_options(),
+            Some(
+                "-c statement_timeout=5s -c jit=off -c enable_seqscan=off -c enable_bitmapscan=off"
+            )
+        );
     }
 }
