@@ -23,8 +23,10 @@
 //! keys it expected fewer rows than the page asks for and planned to read the rest of the range
 //! through a bitmap and sort it (an external sort of 106 MB for each page, 450 to 760 ms against
 //! 5 ms for a page of 500). The settings add a penalty to such plans rather than forbid them,
-//! so a statement without an index to follow still runs. Migrations run on a connection of
-//! their own with the planner's defaults: a migration may copy a whole table.
+//! so a statement without an index to follow still runs. Write transactions turn bitmap scans
+//! back on (`Postgres::BEGIN`: their lookups of a batch's scattered keys want them). Migrations
+//! run on a connection of their own with the planner's defaults: a migration may copy a whole
+//! table.
 
 use std::str::FromStr as _;
 use std::sync::{Arc, Weak};

@@ -77,8 +77,9 @@ impl RangeStatements {
         let changes = via("log", "l", "log_by_revision");
         let changed_current = via("current", "c", "current_by_mod");
         // A statement PostgreSQL plans for its arguments on every call (a count; at 5M objects a
-        // page too, before and after VACUUM) has the planner read an index's first or last entry wherever a key bound lies outside the statistics'
-        // histogram, stepping over every entry of a removed row that no VACUUM has taken out yet:
+        // page too, before and after VACUUM) has the planner read an index's first or last
+        // entry wherever a key bound lies outside the statistics' histogram, stepping over every
+        // entry of a removed row that no VACUUM has taken out yet:
         // at 5M objects before VACUUM, the `log` rows compaction had deleted made a list's first
         // page 15 to 38 ms (a middle page 3 to 5) and a count's plan 2.7 to 3.9 ms. So a range's
         // bounds on `log` (whose tombstones are found by revision anyway) and on a count's joins
