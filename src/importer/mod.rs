@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod kine;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use clap::{Args, Subcommand};
 
@@ -81,6 +82,10 @@ pub async fn run(source: &Source, endpoint: &str, options: &DatastoreOptions) ->
 /// The datastore being filled.
 pub struct Target {
     backend: Arc<dyn Backend>,
+    /// The `sub` of the next key written. Keys of one revision (an etcd transaction's) may
+    /// arrive in different pages, and a change is identified by its revision and `sub`, so
+    /// every key copied gets a `sub` of its own.
+    next_sub: AtomicI64,
 }
 
 impl Target {
@@ -99,18 +104,23 @@ impl Target {
                 meta.revision
             )));
         }
-        Ok(Target { backend })
+        Ok(Target {
+            backend,
+            next_sub: AtomicI64::new(0),
+        })
     }
 
     /// Writes live keys, each at its own revisions, and leases, in one transaction.
     pub async fn write(&self, kvs: &[KeyValue], leases: &[LeaseRecord]) -> Result<()> {
         let mut txn = self.backend.begin_write().await?;
+        let first_sub = self.next_sub.fetch_add(kvs.len() as i64, Ordering::Relaxed);
         let log: Vec<LogRow> = kvs
             .iter()
-            .map(|kv| LogRow {
+            .zip(first_sub..)
+            .map(|(kv, sub)| LogRow {
                 kv: kv.clone(),
                 deleted: false,
-                sub: 0,
+                sub,
             })
             .collect();
         let changes = BatchWrite {

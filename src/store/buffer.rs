@@ -33,6 +33,9 @@ pub(crate) struct WriteBuffer {
     log: Vec<LogRow>,
     /// Where each key's last unwritten row is in `log`.
     last_row: HashMap<Bytes, usize>,
+    /// The `sub` of each key's row written by a flush at revision `latest`: a later change of
+    /// the key at that revision takes it, so that its row replaces the written one.
+    flushed_subs: HashMap<Bytes, i64>,
     /// Keys changed since the last flush, and whether each was alive at that flush (or at the
     /// start of the batch).
     changed: HashMap<Bytes, bool>,
@@ -55,6 +58,7 @@ impl WriteBuffer {
             state: HashMap::new(),
             log: Vec::new(),
             last_row: HashMap::new(),
+            flushed_subs: HashMap::new(),
             changed: HashMap::new(),
             superseded: Vec::new(),
             latest: head,
@@ -128,7 +132,8 @@ impl WriteBuffer {
     }
 
     /// Appends a log row and its event. A second change of one key at one revision replaces
-    /// the first row, as only the last is visible once the revision commits; watchers still
+    /// the first row, as only the last is visible once the revision commits (in the database
+    /// too, when a flush wrote the first: the row keeps the first one's `sub`); watchers still
     /// get both events, as etcd sends them.
     fn record(&mut self, mut row: LogRow, prev: Option<KeyValue>) {
         let revision = row.kv.mod_revision;
@@ -143,9 +148,15 @@ impl WriteBuffer {
         if revision != self.latest {
             self.latest = revision;
             self.next_sub = 0;
+            self.flushed_subs.clear();
         }
-        row.sub = self.next_sub;
-        self.next_sub += 1;
+        row.sub = match self.flushed_subs.get(&row.kv.key) {
+            Some(&written) => written,
+            None => {
+                self.next_sub += 1;
+                self.next_sub - 1
+            }
+        };
         self.events.push(Event {
             r#type: if row.deleted {
                 EventType::Delete
@@ -199,6 +210,13 @@ impl WriteBuffer {
             counts: &counts,
         };
         timed("write", self.txn.write(&changes)).await?;
+        for row in self
+            .log
+            .iter()
+            .filter(|row| row.kv.mod_revision == self.latest)
+        {
+            self.flushed_subs.insert(row.kv.key.clone(), row.sub);
+        }
         self.log.clear();
         self.last_row.clear();
         self.superseded.clear();

@@ -5,7 +5,7 @@
 
 use std::process::{Command, Output};
 
-use etcd_client::{GetOptions, LeaseGrantOptions, PutOptions};
+use etcd_client::{GetOptions, LeaseGrantOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use etcdshim::ServerOptions;
 use tonic::Code;
 
@@ -249,6 +249,17 @@ crate::on_every_backend! {
             .put("/registry/leased", "l", Some(PutOptions::new().with_lease(lease)))
             .await
             .expect("put");
+        // Two keys of one revision: each is a change of its own in the copy's log.
+        let together = source
+            .txn(Txn::new().and_then([
+                TxnOp::put("/registry/t1", "a", None),
+                TxnOp::put("/registry/t2", "b", None),
+            ]))
+            .await
+            .expect("txn")
+            .header()
+            .expect("header")
+            .revision();
         let expected = keys(&mut source).await;
         let head = crate::harness::head_revision(&source).await;
 
@@ -266,5 +277,22 @@ crate::on_every_backend! {
         assert_eq!(crate::harness::head_revision(&client).await, head);
         let left = client.lease_time_to_live(lease, None).await.expect("the lease");
         assert!(left.granted_ttl() == 120 && left.ttl() > 100, "{left:?}");
+        let mut stream = client
+            .watch("/registry/t", Some(WatchOptions::new().with_prefix().with_start_revision(together)))
+            .await
+            .expect("watch");
+        let mut replayed = Vec::new();
+        while replayed.len() < 2 {
+            let response = stream.message().await.expect("watch").expect("response");
+            for event in response.events() {
+                let kv = event.kv().expect("kv");
+                replayed.push((kv.key_str().expect("utf-8").to_string(), kv.mod_revision()));
+            }
+        }
+        assert_eq!(
+            replayed,
+            [("/registry/t1".to_string(), together), ("/registry/t2".to_string(), together)],
+            "both changes of the transaction's revision replay from the copy's log"
+        );
     }
 }

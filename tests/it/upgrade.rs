@@ -20,15 +20,16 @@ const BEFORE: [(&str, &[&str]); 3] = [
 ];
 
 /// (revision, sub, key, deleted, create_revision, version, value) as the old log held them:
-/// a put, an update, another key, a deletion, a re-creation in a txn with a third key, and an
-/// update of the second.
+/// a put, an update, another key, a deletion, a re-creation in a txn with a third key (both
+/// with sub 0, as an older import wrote the keys of one etcd transaction), and an update of the
+/// second.
 const LOG: [(i64, i64, &str, bool, i64, i64, &str); 8] = [
     (2, 0, "/u/a", false, 2, 1, "a1"),
     (3, 0, "/u/a", false, 2, 2, "a2"),
     (4, 0, "/u/b", false, 4, 1, "b1"),
     (5, 0, "/u/a", true, 0, 0, ""),
     (6, 0, "/u/a", false, 6, 1, "a3"),
-    (6, 1, "/u/c", false, 6, 1, "c1"),
+    (6, 0, "/u/c", false, 6, 1, "c1"),
     (7, 0, "/u/b", false, 4, 2, "b2"),
     (7, 1, "/v/", false, 7, 1, "v"),
 ];

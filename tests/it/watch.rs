@@ -302,6 +302,37 @@ crate::on_every_backend! {
         );
     }
 
+    async fn a_key_changed_twice_in_one_revision_replays_its_last_change() {
+        let server = TestServer::start().await;
+        let mut client = server.client().await;
+        client.put("m/a", "old", None).await.expect("put");
+        // The from-key delete reads a range, so the put's change is written before the
+        // deletion's: the deletion's row must take its place, not sit beside it.
+        let txn = Txn::new().and_then([
+            TxnOp::put("m/a", "never seen", None),
+            TxnOp::delete("m/a", Some(etcd_client::DeleteOptions::new().with_from_key())),
+        ]);
+        client.txn(txn).await.expect("txn");
+        client.put("m/z", "after", None).await.expect("put");
+        let server = server.restart().await;
+        let mut watch = RawWatch::watching(&server.endpoint(), WatchCreateRequest {
+            start_revision: 2,
+            prev_kv: true,
+            ..prefix("m/")
+        }).await;
+        let got = events(&mut watch, 0, 3).await;
+        assert_eq!(
+            describe(&got),
+            [
+                ("PUT".to_string(), "m/a".to_string(), 2),
+                ("DELETE".to_string(), "m/a".to_string(), 3),
+                ("PUT".to_string(), "m/z".to_string(), 4),
+            ]
+        );
+        let prev = got[1].prev_kv.as_ref().expect("the deletion's prev_kv");
+        assert_eq!(prev.value, Bytes::from("old"), "the version before revision 3");
+    }
+
     async fn future_start_revision_waits_for_it() {
         let server = TestServer::start().await;
         let mut client = server.client().await;

@@ -41,19 +41,29 @@ fn key_condition(column: &str, end: &KeyEnd) -> String {
 /// `guard` holds (a database would otherwise evaluate it for every row scanned); 0 if it has
 /// none. Its version is in `history` unless that change was a deletion.
 ///
-/// Compaction removes every `log` row below the compacted revision, and with it every `history`
-/// version such a row superseded (see `compact_log`). So the latest change below the compacted
-/// revision, if the key has not changed since, is no longer in `log`, but its version, when it
-/// was a put, is still in `history`; when it was a deletion, `history` holds nothing older. The
-/// latest of the two tables' revisions is the key's latest change either way.
+/// It is the later of the key's latest deletion (a tombstone in `log`, found through
+/// `log_deleted_keys`) and its latest replaced version in `history`: every put within the
+/// bound but the live version was replaced, and the live version is past the bound wherever
+/// this is asked. Compaction removes every `log` row below the compacted revision, and with it
+/// every `history` version such a row superseded (see `compact_log`); a version it removed was
+/// replaced at or below the compacted revision, so it is not the latest change within a bound at
+/// or above it, and a deletion below it leaves nothing older in `history` either.
 fn latest_change<D: Dialect>(key: &str, guard: &str, bound: &str) -> String {
-    let newest = |table: &str| {
+    let newest = |table: &str, only: &str| {
         format!(
-            "COALESCE((SELECT MAX(m.revision) FROM {table} m WHERE {guard} AND m.@key = {key} \
-             AND m.revision {bound}), 0)"
+            "COALESCE((SELECT MAX(m.revision) FROM {table} WHERE {guard} AND m.@key = {key} \
+             {only}AND m.revision {bound}), 0)"
         )
     };
-    format!("{}({}, {})", D::GREATEST, newest("log"), newest("history"))
+    format!(
+        "{}({}, {})",
+        D::GREATEST,
+        newest(
+            &D::table_via("log", "m", "log_deleted_keys"),
+            "AND m.deleted = 1 "
+        ),
+        newest("history m", "")
+    )
 }
 
 /// The largest revision, as an upper bound that makes a scan by revision a bounded range.
@@ -74,7 +84,9 @@ impl RangeStatements {
             false => format!("{table} {alias}"),
         };
         let tombstones = via("log", "d", "log_tombstones");
-        let changes = via("log", "l", "log_by_revision");
+        // The log's primary key is (revision, sub) on SQLite and PostgreSQL: the only index of
+        // every change, and the one that reads them in order.
+        let changes = "log l";
         let changed_current = via("current", "c", "current_by_mod");
         // A statement PostgreSQL plans for its arguments on every call (a count; at 5M objects a
         // page too, before and after VACUUM) has the planner read an index's first or last
@@ -234,7 +246,8 @@ pub struct Statements {
     pub current_of_keys: MultiRow,
     /// Appends N log rows. Two changes of one key at one revision (a from-key delete escapes
     /// etcd's duplicate-key check) arrive merged, but an earlier flush of the same batch may
-    /// have written the first of them: the later one replaces it.
+    /// have written the first of them: the later one comes with the first one's `sub` and
+    /// replaces it.
     pub insert_log: MultiRow,
     /// Keeps N replaced or deleted versions.
     pub insert_history: MultiRow,
@@ -341,7 +354,7 @@ impl Statements {
             insert_log: multirow(4, &|rows| {
                 format!(
                     "INSERT INTO log (revision, sub, {key}, deleted) VALUES {rows} {}",
-                    D::on_conflict(&format!("{key}, revision"), &["sub", "deleted"])
+                    D::on_conflict("revision, sub", &[key, "deleted"])
                 )
             }),
             insert_history: multirow(6, &|rows| {
