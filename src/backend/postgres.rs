@@ -62,6 +62,7 @@ impl Dialect for Postgres {
     const PLACEHOLDERS: Placeholders = Placeholders::Dollar;
     const KEY: &'static str = "key";
     const SHARED: bool = true;
+    const NULL_DEFAULTS: bool = true;
     // A prepared statement's generic plan is made once, from the statistics of that moment, and
     // kept: the write path's `key IN (...)` lookups planned while `current` was nearly empty
     // kept a sequential scan as it grew (13 ms a batch at 30,000 keys, before any ANALYZE;

@@ -24,6 +24,7 @@ use libsqlite3_sys as ffi;
 use sqlx::SqliteConnection;
 
 use super::sql::Value;
+use super::sql::rows;
 use super::sql::template::Sql;
 use crate::proto::KeyValue;
 
@@ -144,12 +145,19 @@ fn read(
     }
     let mut rows = Vec::new();
     while statement.step()? {
+        let mod_revision = statement.int(2);
+        let (create_revision, version, lease) = rows::with_defaults(
+            mod_revision,
+            statement.maybe_int(1),
+            statement.maybe_int(3),
+            statement.maybe_int(4),
+        );
         rows.push(KeyValue {
             key: statement.bytes(0)?,
-            create_revision: statement.int(1),
-            mod_revision: statement.int(2),
-            version: statement.int(3),
-            lease: statement.int(4),
+            create_revision,
+            mod_revision,
+            version,
+            lease,
             value: statement.bytes(5)?,
         });
     }
@@ -232,6 +240,7 @@ impl<'a> Statement<'a> {
         let code = unsafe {
             match *argument {
                 Value::Int(value) => ffi::sqlite3_bind_int64(raw, position, value),
+                Value::Null => ffi::sqlite3_bind_null(raw, position),
                 Value::Bool(value) => ffi::sqlite3_bind_int64(raw, position, i64::from(value)),
                 Value::Bytes(value) => ffi::sqlite3_bind_blob(
                     raw,
@@ -268,6 +277,14 @@ impl<'a> Statement<'a> {
     fn int(&self, column: c_int) -> i64 {
         // SAFETY: the statement is on a row; a column out of range reads as 0.
         unsafe { ffi::sqlite3_column_int64(self.raw.as_ptr(), column) }
+    }
+
+    /// An INTEGER column that may be NULL.
+    fn maybe_int(&self, column: c_int) -> Option<i64> {
+        // SAFETY: the statement is on a row.
+        let null =
+            unsafe { ffi::sqlite3_column_type(self.raw.as_ptr(), column) } == ffi::SQLITE_NULL;
+        (!null).then(|| self.int(column))
     }
 
     /// A BLOB column, copied. NULL is an error: the statements read NOT NULL columns.

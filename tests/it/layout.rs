@@ -1,13 +1,15 @@
-//! SQLite's `current` table keeps each resource's rows together (rowids in per-resource
-//! ranges), whatever order resources are written in, across updates, deletes and restarts,
-//! and with every value read back as written.
+//! How rows lie in the database. SQLite's `current` table keeps each resource's rows together
+//! (rowids in per-resource ranges), whatever order resources are written in, across updates,
+//! deletes and restarts, and with every value read back as written. PostgreSQL stores a
+//! version's create revision, version and lease as NULL where they are their defaults, and
+//! every read gives the numbers back.
 
 use std::collections::BTreeMap;
 
-use etcd_client::{GetOptions, Txn, TxnOp};
+use etcd_client::{EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use sqlx::Connection as _;
 
-use crate::harness::TestServer;
+use crate::harness::{Backend, TestServer, on_backend};
 
 const RESOURCES: [&str; 3] = [
     "/registry/pods/",
@@ -127,4 +129,149 @@ async fn sqlite_keeps_each_resources_rows_together_across_restarts() {
     let keys = keys_in_rowid_order(&url).await;
     assert_eq!(keys.len(), expected.len());
     assert_grouped(&keys);
+}
+
+/// `(create_revision, version, lease)` of `key`'s row in `table` at `revision`, as stored.
+async fn stored_numbers(
+    url: &str,
+    table: &str,
+    key: &str,
+    revision: i64,
+) -> (Option<i64>, Option<i64>, Option<i64>) {
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("connect to the server's database");
+    let revision_column = if table == "current" {
+        "mod_revision"
+    } else {
+        "revision"
+    };
+    let statement = format!(
+        "SELECT create_revision, version, lease FROM {table} \
+         WHERE key = $1 AND {revision_column} = $2"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(statement))
+        .bind(key.as_bytes())
+        .bind(revision)
+        .fetch_one(&mut conn)
+        .await
+        .expect("the row")
+}
+
+/// (create_revision, mod_revision, version, lease, value) of a key-value.
+fn numbers(kv: &etcd_client::KeyValue) -> (i64, i64, i64, i64, String) {
+    (
+        kv.create_revision(),
+        kv.mod_revision(),
+        kv.version(),
+        kv.lease(),
+        kv.value_str().expect("value").to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stores_default_numbers_as_null_and_reads_them_back() {
+    on_backend(Backend::Postgres, async {
+        let server = TestServer::start().await;
+        let url = server.database_url().to_string();
+        let mut client = server.client().await;
+        let created = client.put("/n/a", "1", None).await.expect("put");
+        let first = created.header().expect("header").revision();
+        let updated = client.put("/n/a", "2", None).await.expect("update");
+        let second = updated.header().expect("header").revision();
+        let lease = client.lease_grant(600, None).await.expect("grant").id();
+        let leased = client
+            .put("/n/b", "3", Some(PutOptions::new().with_lease(lease)))
+            .await
+            .expect("put with a lease");
+        let third = leased.header().expect("header").revision();
+
+        // As stored: NULL wherever the number is its default, the number elsewhere.
+        assert_eq!(
+            stored_numbers(&url, "history", "/n/a", first).await,
+            (None, None, None),
+            "a created version without a lease"
+        );
+        assert_eq!(
+            stored_numbers(&url, "current", "/n/a", second).await,
+            (Some(first), Some(2), None),
+            "an updated version"
+        );
+        assert_eq!(
+            stored_numbers(&url, "current", "/n/b", third).await,
+            (None, None, Some(lease)),
+            "a created version with a lease"
+        );
+
+        // Read back: at the head, at a past revision, in a list, and in watch events.
+        let response = client.get("/n/a", None).await.expect("get");
+        assert_eq!(
+            numbers(&response.kvs()[0]),
+            (first, second, 2, 0, "2".to_string())
+        );
+        let response = client
+            .get("/n/a", Some(GetOptions::new().with_revision(first)))
+            .await
+            .expect("get at the first revision");
+        assert_eq!(
+            numbers(&response.kvs()[0]),
+            (first, first, 1, 0, "1".to_string())
+        );
+        let response = client
+            .get("/n/", Some(GetOptions::new().with_prefix()))
+            .await
+            .expect("list");
+        let listed: Vec<_> = response.kvs().iter().map(numbers).collect();
+        assert_eq!(
+            listed,
+            [
+                (first, second, 2, 0, "2".to_string()),
+                (third, third, 1, lease, "3".to_string())
+            ]
+        );
+        let response = client
+            .get(
+                "/n/",
+                Some(GetOptions::new().with_prefix().with_revision(second)),
+            )
+            .await
+            .expect("list at the second revision");
+        let listed: Vec<_> = response.kvs().iter().map(numbers).collect();
+        assert_eq!(listed, [(first, second, 2, 0, "2".to_string())]);
+
+        let mut events = client
+            .watch(
+                "/n/",
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(first)
+                        .with_prev_key(),
+                ),
+            )
+            .await
+            .expect("watch from the first revision");
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let response = events.message().await.expect("watch").expect("events");
+            for event in response.events() {
+                assert_eq!(event.event_type(), EventType::Put);
+                let kv = event.kv().expect("kv");
+                let prev = event.prev_kv().map(numbers);
+                seen.push((numbers(kv), prev));
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                ((first, first, 1, 0, "1".to_string()), None),
+                (
+                    (first, second, 2, 0, "2".to_string()),
+                    Some((first, first, 1, 0, "1".to_string()))
+                ),
+                ((third, third, 1, lease, "3".to_string()), None),
+            ]
+        );
+    })
+    .await;
 }

@@ -17,6 +17,8 @@ use super::dialect::BoxFuture;
 #[derive(Clone, Copy, Debug)]
 pub enum Value<'a> {
     Int(i64),
+    /// SQL's NULL, for an integer column.
+    Null,
     Bytes(&'a [u8]),
     Bool(bool),
     Text(&'a str),
@@ -61,6 +63,7 @@ fn query<DB>(
 where
     DB: Database,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
@@ -76,6 +79,7 @@ where
         };
         query = match *argument {
             Value::Int(value) => query.bind(value),
+            Value::Null => query.bind(None::<i64>),
             Value::Bytes(value) => query.bind(value),
             Value::Bool(value) => query.bind(value),
             Value::Text(value) => query.bind(value),
@@ -90,6 +94,7 @@ where
     DB::Arguments: IntoArguments<DB>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> i16: Decode<'q, DB> + Type<DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Vec<u8>: Decode<'q, DB> + Type<DB>,

@@ -26,7 +26,7 @@ mod multirow;
 mod point_reads;
 pub mod reopen;
 mod rowid_ranges;
-mod rows;
+pub(crate) mod rows;
 mod session;
 mod statements;
 pub mod template;

@@ -8,14 +8,37 @@ use crate::error::Result;
 use crate::proto::KeyValue;
 use crate::proto::mvccpb::{Event, event::EventType};
 
+/// A version's create revision, version and lease from their columns, given its mod revision.
+/// NULL stands for the value most versions have ([`super::Dialect::NULL_DEFAULTS`]): the mod
+/// revision and 1 where the version's change created the key, 0 where it has no lease.
+pub fn with_defaults(
+    mod_revision: i64,
+    create_revision: Option<i64>,
+    version: Option<i64>,
+    lease: Option<i64>,
+) -> (i64, i64, i64) {
+    (
+        create_revision.unwrap_or(mod_revision),
+        version.unwrap_or(1),
+        lease.unwrap_or(0),
+    )
+}
+
 /// `key, create_revision, mod_revision, version, lease, value`.
 pub fn key_value<DB: Driver>(row: &DB::Row) -> Result<KeyValue, sqlx::Error> {
+    let mod_revision = DB::int(row, 2)?;
+    let (create_revision, version, lease) = with_defaults(
+        mod_revision,
+        DB::maybe_int(row, 1)?,
+        DB::maybe_int(row, 3)?,
+        DB::maybe_int(row, 4)?,
+    );
     Ok(KeyValue {
         key: Bytes::from(DB::bytes(row, 0)?),
-        create_revision: DB::int(row, 1)?,
-        mod_revision: DB::int(row, 2)?,
-        version: DB::int(row, 3)?,
-        lease: DB::int(row, 4)?,
+        create_revision,
+        mod_revision,
+        version,
+        lease,
         value: Bytes::from(DB::bytes(row, 5)?),
     })
 }
@@ -33,12 +56,19 @@ pub fn keys_at_latest<DB: Driver>(rows: &[DB::Row]) -> Result<LatestKeys> {
         let Some(key) = DB::maybe_bytes(row, 2)? else {
             continue;
         };
+        let mod_revision = DB::int(row, 4)?;
+        let (create_revision, version, lease) = with_defaults(
+            mod_revision,
+            DB::maybe_int(row, 3)?,
+            DB::maybe_int(row, 5)?,
+            DB::maybe_int(row, 6)?,
+        );
         latest.live.push(KeyValue {
             key: Bytes::from(key),
-            create_revision: DB::int(row, 3)?,
-            mod_revision: DB::int(row, 4)?,
-            version: DB::int(row, 5)?,
-            lease: DB::int(row, 6)?,
+            create_revision,
+            mod_revision,
+            version,
+            lease,
             value: Bytes::from(DB::bytes(row, 7)?),
         });
     }
@@ -76,24 +106,38 @@ pub fn event<DB: Driver>(row: &DB::Row) -> Result<Event> {
             ..Default::default()
         }
     } else {
+        let (create_revision, version, lease) = with_defaults(
+            revision,
+            DB::maybe_int(row, 3)?,
+            DB::maybe_int(row, 4)?,
+            DB::maybe_int(row, 5)?,
+        );
         KeyValue {
             key: key.clone(),
-            create_revision: DB::int(row, 3)?,
+            create_revision,
             mod_revision: revision,
-            version: DB::int(row, 4)?,
-            lease: DB::int(row, 5)?,
+            version,
+            lease,
             value: Bytes::from(DB::bytes(row, 6)?),
         }
     };
     let prev_kv = match DB::maybe_int(row, 8)? {
-        Some(prev_revision) => Some(KeyValue {
-            key,
-            create_revision: DB::maybe_int(row, 7)?.unwrap_or_default(),
-            mod_revision: prev_revision,
-            version: DB::maybe_int(row, 9)?.unwrap_or_default(),
-            lease: DB::maybe_int(row, 10)?.unwrap_or_default(),
-            value: Bytes::from(DB::maybe_bytes(row, 11)?.unwrap_or_default()),
-        }),
+        Some(prev_revision) => {
+            let (create_revision, version, lease) = with_defaults(
+                prev_revision,
+                DB::maybe_int(row, 7)?,
+                DB::maybe_int(row, 9)?,
+                DB::maybe_int(row, 10)?,
+            );
+            Some(KeyValue {
+                key,
+                create_revision,
+                mod_revision: prev_revision,
+                version,
+                lease,
+                value: Bytes::from(DB::maybe_bytes(row, 11)?.unwrap_or_default()),
+            })
+        }
         None => None,
     };
     Ok(Event {

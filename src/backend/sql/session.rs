@@ -223,23 +223,32 @@ impl<D: Dialect> KvRead for Session<D> {
 
 /// The columns of key versions, `key, create_revision, mod_revision, version, lease, value`
 /// per version (as `current` and `history` both take them).
-fn version_arguments(versions: &[KeyValue]) -> Vec<Value<'_>> {
-    versions_with_rowids(versions, &[])
+fn version_arguments<D: Dialect>(versions: &[KeyValue]) -> Vec<Value<'_>> {
+    versions_with_rowids::<D>(versions, &[])
 }
 
 /// [`version_arguments`], each version's row led by its rowid where `rowids` has one.
-fn versions_with_rowids<'a>(versions: &'a [KeyValue], rowids: &[i64]) -> Vec<Value<'a>> {
+fn versions_with_rowids<'a, D: Dialect>(
+    versions: &'a [KeyValue],
+    rowids: &[i64],
+) -> Vec<Value<'a>> {
     let mut arguments = Vec::with_capacity(versions.len() * 7);
     for (at, kv) in versions.iter().enumerate() {
         if let Some(rowid) = rowids.get(at) {
             arguments.push(Value::Int(*rowid));
         }
+        // NULL for a number that is its default, where the dialect stores defaults so: each
+        // reads back exactly (`rows::with_defaults`).
+        let stored = |value: i64, default: i64| match D::NULL_DEFAULTS && value == default {
+            true => Value::Null,
+            false => Value::Int(value),
+        };
         arguments.extend([
             Value::Bytes(&kv.key),
-            Value::Int(kv.create_revision),
+            stored(kv.create_revision, kv.mod_revision),
             Value::Int(kv.mod_revision),
-            Value::Int(kv.version),
-            Value::Int(kv.lease),
+            stored(kv.version, 1),
+            stored(kv.lease, 0),
             Value::Bytes(&kv.value),
         ]);
     }
@@ -253,7 +262,7 @@ const MAX_JOINED: usize = 5;
 /// The statements that write `changes`, each with its arguments: the log rows, the replaced
 /// versions, the live versions (with `rowids`, one per live version, where the dialect takes
 /// them), the deleted keys and the counters, in that order.
-fn write_statements<'a>(
+fn write_statements<'a, D: Dialect>(
     sql: &'a Statements,
     changes: &BatchWrite<'a>,
     rowids: &[i64],
@@ -272,13 +281,13 @@ fn write_statements<'a>(
         statements.push((statement, arguments));
     }
     for (statement, chunk) in sql.insert_history.chunks(changes.superseded) {
-        statements.push((statement, version_arguments(chunk)));
+        statements.push((statement, version_arguments::<D>(chunk)));
     }
     let mut rowids = rowids;
     for (statement, chunk) in sql.upsert_current.chunks(changes.live) {
         let (these, rest) = rowids.split_at(chunk.len().min(rowids.len()));
         rowids = rest;
-        statements.push((statement, versions_with_rowids(chunk, these)));
+        statements.push((statement, versions_with_rowids::<D>(chunk, these)));
     }
     for (statement, chunk) in sql.delete_current.chunks(changes.gone) {
         statements.push((
@@ -314,7 +323,7 @@ impl<D: Dialect> WriteTxn for Session<D> {
             true => self.rowids_for(changes.live).await?,
             false => Vec::new(),
         };
-        let statements = write_statements(&self.sql, changes, &rowids);
+        let statements = write_statements::<D>(&self.sql, changes, &rowids);
         // A small batch's statements go together where the driver allows it: on SQLite each
         // call is a round trip to the connection's worker thread. A larger one's are many
         // chunk sizes, which would fill the statement cache with one-off joins.
