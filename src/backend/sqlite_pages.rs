@@ -146,11 +146,9 @@ fn read(
     let mut rows = Vec::new();
     while statement.step()? {
         let mod_revision = statement.int(2);
-        let (create_revision, version, lease) = rows::with_defaults(
+        let [create_revision, version, lease] = rows::with_defaults(
             mod_revision,
-            statement.maybe_int(1),
-            statement.maybe_int(3),
-            statement.maybe_int(4),
+            [1, 3, 4].map(|column| statement.maybe_int(column)),
         );
         rows.push(KeyValue {
             key: statement.bytes(0)?,

@@ -9,38 +9,46 @@ use crate::proto::KeyValue;
 use crate::proto::mvccpb::{Event, event::EventType};
 
 /// A version's create revision, version and lease from their columns, given its mod revision.
-/// NULL stands for the value most versions have ([`super::Dialect::NULL_DEFAULTS`]): the mod
+/// NULL stands for what most versions hold ([`super::Dialect::NULL_DEFAULTS`]): the mod
 /// revision and 1 where the version's change created the key, 0 where it has no lease.
-pub fn with_defaults(
-    mod_revision: i64,
-    create_revision: Option<i64>,
-    version: Option<i64>,
-    lease: Option<i64>,
-) -> (i64, i64, i64) {
-    (
+pub fn with_defaults(mod_revision: i64, stored: [Option<i64>; 3]) -> [i64; 3] {
+    let [create_revision, version, lease] = stored;
+    [
         create_revision.unwrap_or(mod_revision),
         version.unwrap_or(1),
         lease.unwrap_or(0),
-    )
+    ]
 }
 
-/// `key, create_revision, mod_revision, version, lease, value`.
-pub fn key_value<DB: Driver>(row: &DB::Row) -> Result<KeyValue, sqlx::Error> {
-    let mod_revision = DB::int(row, 2)?;
-    let (create_revision, version, lease) = with_defaults(
-        mod_revision,
-        DB::maybe_int(row, 1)?,
-        DB::maybe_int(row, 3)?,
-        DB::maybe_int(row, 4)?,
-    );
+/// A version from its columns in `row`: `numbers` are the positions of its create revision,
+/// version and lease ([`with_defaults`]).
+fn version_in<DB: Driver>(
+    row: &DB::Row,
+    key: Bytes,
+    mod_revision: i64,
+    numbers: [usize; 3],
+    value: Bytes,
+) -> Result<KeyValue, sqlx::Error> {
+    let mut stored = [None; 3];
+    for (number, column) in stored.iter_mut().zip(numbers) {
+        *number = DB::maybe_int(row, column)?;
+    }
+    let [create_revision, version, lease] = with_defaults(mod_revision, stored);
     Ok(KeyValue {
-        key: Bytes::from(DB::bytes(row, 0)?),
+        key,
         create_revision,
         mod_revision,
         version,
         lease,
-        value: Bytes::from(DB::bytes(row, 5)?),
+        value,
     })
+}
+
+/// `key, create_revision, mod_revision, version, lease, value`.
+pub fn key_value<DB: Driver>(row: &DB::Row) -> Result<KeyValue, sqlx::Error> {
+    let key = Bytes::from(DB::bytes(row, 0)?);
+    let value = Bytes::from(DB::bytes(row, 5)?);
+    version_in::<DB>(row, key, DB::int(row, 2)?, [1, 3, 4], value)
 }
 
 /// The rows of `keys_at_latest`: the snapshot's revision and compacted revision (on every
@@ -56,21 +64,9 @@ pub fn keys_at_latest<DB: Driver>(rows: &[DB::Row]) -> Result<LatestKeys> {
         let Some(key) = DB::maybe_bytes(row, 2)? else {
             continue;
         };
-        let mod_revision = DB::int(row, 4)?;
-        let (create_revision, version, lease) = with_defaults(
-            mod_revision,
-            DB::maybe_int(row, 3)?,
-            DB::maybe_int(row, 5)?,
-            DB::maybe_int(row, 6)?,
-        );
-        latest.live.push(KeyValue {
-            key: Bytes::from(key),
-            create_revision,
-            mod_revision,
-            version,
-            lease,
-            value: Bytes::from(DB::bytes(row, 7)?),
-        });
+        let value = Bytes::from(DB::bytes(row, 7)?);
+        let kv = version_in::<DB>(row, Bytes::from(key), DB::int(row, 4)?, [3, 5, 6], value)?;
+        latest.live.push(kv);
     }
     Ok(latest)
 }
@@ -106,37 +102,19 @@ pub fn event<DB: Driver>(row: &DB::Row) -> Result<Event> {
             ..Default::default()
         }
     } else {
-        let (create_revision, version, lease) = with_defaults(
-            revision,
-            DB::maybe_int(row, 3)?,
-            DB::maybe_int(row, 4)?,
-            DB::maybe_int(row, 5)?,
-        );
-        KeyValue {
-            key: key.clone(),
-            create_revision,
-            mod_revision: revision,
-            version,
-            lease,
-            value: Bytes::from(DB::bytes(row, 6)?),
-        }
+        let value = Bytes::from(DB::bytes(row, 6)?);
+        version_in::<DB>(row, key.clone(), revision, [3, 4, 5], value)?
     };
     let prev_kv = match DB::maybe_int(row, 8)? {
         Some(prev_revision) => {
-            let (create_revision, version, lease) = with_defaults(
-                prev_revision,
-                DB::maybe_int(row, 7)?,
-                DB::maybe_int(row, 9)?,
-                DB::maybe_int(row, 10)?,
-            );
-            Some(KeyValue {
+            let value = Bytes::from(DB::maybe_bytes(row, 11)?.unwrap_or_default());
+            Some(version_in::<DB>(
+                row,
                 key,
-                create_revision,
-                mod_revision: prev_revision,
-                version,
-                lease,
-                value: Bytes::from(DB::maybe_bytes(row, 11)?.unwrap_or_default()),
-            })
+                prev_revision,
+                [7, 9, 10],
+                value,
+            )?)
         }
         None => None,
     };
