@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 /// 10,000 objects of 1 KiB is tens of MiB while it is built and sent, on whichever of the
 /// runtime's and SQLite's threads), so resident memory grew with the large pages served: 288
 /// MiB after a list of 1M objects in pages of 10,000 and 100k puts. jemalloc with two arenas
-/// and a background thread that returns freed pages within a second (its options are compiled
+/// and a background thread that returns freed pages within 200 ms (its options are compiled
 /// in, `.cargo/config.toml`) held 130 MiB after the same, and served the lists faster.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
