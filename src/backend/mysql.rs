@@ -34,9 +34,6 @@ impl Dialect for Mysql {
     const PLACEHOLDERS: Placeholders = Placeholders::Question;
     const KEY: &'static str = "`key`";
     const SHARED: bool = true;
-    const DELETE_SUPERSEDED: &'static str = "DELETE o FROM history o JOIN log n \
-        ON o.`key` = n.`key` AND o.revision < n.revision \
-        WHERE n.revision > :from AND n.revision <= :to";
     // The sizes are unsigned: subtracting in unsigned arithmetic can underflow.
     const DB_SIZE: &'static str = "SELECT CAST(COALESCE(SUM(data_length + index_length), 0) AS SIGNED), \
         GREATEST(CAST(COALESCE(SUM(data_length + index_length), 0) AS SIGNED) \

@@ -11,8 +11,13 @@
 //! The buffer also collects the batch's events, with their previous versions, for the watch hub;
 //! the versions the batch replaced or deleted, for the history; and how many live keys each
 //! counted prefix gained or lost.
+//!
+//! Of its changes the database's log keeps every deletion and every change of a revision with
+//! more than one; a revision's only change, a put, is read back from its version (in `current`
+//! or `history`), so its log row would only repeat the key at about a hundred and sixty bytes an
+//! object (migrations/sqlite/0007_versions_by_revision.sql).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -45,6 +50,9 @@ pub(crate) struct WriteBuffer {
     latest: i64,
     /// The next `sub` within revision `latest`.
     next_sub: i64,
+    /// Revision `latest`'s first change, a put, which a flush left out of the log while it was
+    /// the revision's only one: written after all if the revision gets another.
+    unlisted: Option<LogRow>,
     /// Every change of the batch, in order, for watchers.
     events: Vec<Event>,
 }
@@ -63,6 +71,7 @@ impl WriteBuffer {
             superseded: Vec::new(),
             latest: head,
             next_sub: 0,
+            unlisted: None,
             events: Vec::new(),
         })
     }
@@ -202,8 +211,9 @@ impl WriteBuffer {
         }
         let mut counts: Vec<(Bytes, i64)> = counts.into_iter().filter(|(_, c)| *c != 0).collect();
         counts.sort_unstable();
+        let listed = self.listed_rows();
         let changes = BatchWrite {
-            log: &self.log,
+            log: &listed,
             superseded: &self.superseded,
             live: &live,
             gone: &gone,
@@ -221,6 +231,42 @@ impl WriteBuffer {
         self.last_row.clear();
         self.superseded.clear();
         Ok(())
+    }
+
+    /// The rows of `log` the database keeps: every deletion, and every change of a revision
+    /// with more than one (the log alone records their order within the revision). A
+    /// revision's only change, a put, is left out; at revision `latest` more may come, so the
+    /// row is kept in `unlisted` until they do.
+    fn listed_rows(&mut self) -> Vec<LogRow> {
+        let shared: HashSet<i64> = self
+            .log
+            .iter()
+            .filter(|row| row.sub > 0)
+            .map(|row| row.kv.mod_revision)
+            .collect();
+        let mut listed = Vec::with_capacity(self.log.len() + 1);
+        if let Some(first) = self.unlisted.take() {
+            let revision = first.kv.mod_revision;
+            // A later change of the same key at that revision took its `sub`: it is the row.
+            let replaced = self
+                .log
+                .iter()
+                .any(|row| row.kv.mod_revision == revision && row.sub == first.sub);
+            if !replaced && shared.contains(&revision) {
+                listed.push(first);
+            } else if !replaced && revision == self.latest {
+                self.unlisted = Some(first);
+            }
+        }
+        for row in &self.log {
+            let revision = row.kv.mod_revision;
+            if row.deleted || shared.contains(&revision) {
+                listed.push(row.clone());
+            } else if revision == self.latest {
+                self.unlisted = Some(row.clone());
+            }
+        }
+        listed
     }
 
     /// The live keys attached to `lease`, including this batch's changes.

@@ -2,14 +2,15 @@
 //! (rowids in per-resource ranges), whatever order resources are written in, across updates,
 //! deletes and restarts, and with every value read back as written. PostgreSQL stores a
 //! version's create revision, version and lease as NULL where they are their defaults, and
-//! every read gives the numbers back.
+//! every read gives the numbers back. On every database the log lists deletions and the changes
+//! of revisions with more than one; a revision's only put is replayed from its version.
 
 use std::collections::BTreeMap;
 
-use etcd_client::{EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{CompactionOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use sqlx::Connection as _;
 
-use crate::harness::{Backend, TestServer, on_backend};
+use crate::harness::{Backend, TestServer, current_backend, on_backend};
 
 const RESOURCES: [&str; 3] = [
     "/registry/pods/",
@@ -274,4 +275,141 @@ async fn postgres_stores_default_numbers_as_null_and_reads_them_back() {
         );
     })
     .await;
+}
+
+/// The log's rows `(revision, sub, key, deleted)` in order, read from the server's database.
+async fn log_rows(url: &str) -> Vec<(i64, i64, String, i16)> {
+    const LOG: &str = "SELECT revision, sub, key, deleted FROM log ORDER BY revision, sub";
+    const LOG_MYSQL: &str = "SELECT revision, sub, `key`, deleted FROM log ORDER BY revision, sub";
+    let rows: Vec<(i64, i64, Vec<u8>, i16)> = match current_backend() {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&format!("{url}?mode=ro"))
+                .await
+                .expect("open the database file");
+            sqlx::query_as(LOG).fetch_all(&mut conn).await
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+            sqlx::query_as(LOG).fetch_all(&mut conn).await
+        }
+        Backend::Mysql => {
+            let mut conn = sqlx::MySqlConnection::connect(url).await.expect("connect");
+            sqlx::query_as(LOG_MYSQL).fetch_all(&mut conn).await
+        }
+    }
+    .expect("read the log");
+    rows.into_iter()
+        .map(|(revision, sub, key, deleted)| {
+            (
+                revision,
+                sub,
+                String::from_utf8(key).expect("utf-8"),
+                deleted,
+            )
+        })
+        .collect()
+}
+
+/// Each event of a watch of `/l/` from `start` as `(deleted, key, mod_revision, the previous
+/// version's mod_revision)`, until `count` have come.
+async fn replayed(
+    client: &mut etcd_client::Client,
+    start: i64,
+    count: usize,
+) -> Vec<(bool, String, i64, Option<i64>)> {
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(start)
+        .with_prev_key();
+    let mut events = client.watch("/l/", Some(options)).await.expect("watch");
+    let mut seen = Vec::new();
+    while seen.len() < count {
+        let response = events.message().await.expect("watch").expect("events");
+        for event in response.events() {
+            let kv = event.kv().expect("kv");
+            seen.push((
+                event.event_type() == EventType::Delete,
+                kv.key_str().expect("key").to_string(),
+                kv.mod_revision(),
+                event.prev_kv().map(|prev| prev.mod_revision()),
+            ));
+        }
+    }
+    seen
+}
+
+crate::on_every_backend! {
+    async fn the_log_lists_deletions_and_shared_revisions_and_replays_every_change() {
+        let server = TestServer::start().await;
+        let url = server.database_url().to_string();
+        let mut client = server.client().await;
+        let revision = |header: Option<&etcd_client::ResponseHeader>| {
+            header.expect("header").revision()
+        };
+        let r1 = revision(client.put("/l/a", "1", None).await.expect("put").header());
+        let r2 = revision(client.put("/l/b", "2", None).await.expect("put").header());
+        // A revision of several changes, its first written before the others (the range in the
+        // middle has the sequencer write what it holds): the log lists all three after all.
+        let txn = Txn::new().and_then([
+            TxnOp::put("/l/c", "3", None),
+            TxnOp::get("/l/", Some(GetOptions::new().with_prefix())),
+            TxnOp::put("/l/a", "4", None),
+            TxnOp::delete("/l/b", None),
+        ]);
+        let r3 = revision(client.txn(txn).await.expect("txn").header());
+        let r4 = revision(client.put("/l/d", "5", None).await.expect("put").header());
+        let r5 = revision(client.delete("/l/a", None).await.expect("delete").header());
+        let txn = Txn::new().and_then([TxnOp::put("/l/e", "6", None)]);
+        let r6 = revision(client.txn(txn).await.expect("txn").header());
+
+        let key = |k: &str| k.to_string();
+        assert_eq!(
+            log_rows(&url).await,
+            [
+                (r3, 0, key("/l/c"), 0),
+                (r3, 1, key("/l/a"), 0),
+                (r3, 2, key("/l/b"), 1),
+                (r5, 0, key("/l/a"), 1),
+            ],
+            "a revision's only put is not in the log"
+        );
+
+        // Replayed from the database by a restarted server: every change, in order.
+        let server = server.restart().await;
+        let mut client = server.client().await;
+        let every_change = [
+            (false, key("/l/a"), r1, None),
+            (false, key("/l/b"), r2, None),
+            (false, key("/l/c"), r3, None),
+            (false, key("/l/a"), r3, Some(r1)),
+            (true, key("/l/b"), r3, Some(r2)),
+            (false, key("/l/d"), r4, None),
+            (true, key("/l/a"), r5, Some(r3)),
+            (false, key("/l/e"), r6, None),
+        ];
+        assert_eq!(replayed(&mut client, r1, 8).await, every_change);
+
+        // Compacted at r4: the changes from r4 on are still replayed, and reads at r4 find
+        // the versions alive then.
+        client
+            .compact(r4, Some(CompactionOptions::new().with_physical()))
+            .await
+            .expect("compact");
+        assert_eq!(replayed(&mut client, r4, 3).await, every_change[5..]);
+        let at_r4 = client
+            .get("/l/", Some(GetOptions::new().with_prefix().with_revision(r4)))
+            .await
+            .expect("list at r4");
+        let listed: Vec<_> = at_r4
+            .kvs()
+            .iter()
+            .map(|kv| (kv.key_str().expect("key").to_string(), kv.mod_revision()))
+            .collect();
+        assert_eq!(listed, [(key("/l/a"), r3), (key("/l/c"), r3), (key("/l/d"), r4)]);
+        assert_eq!(
+            log_rows(&url).await,
+            [(r5, 0, key("/l/a"), 1)],
+            "compaction removes the log's rows below the compacted revision"
+        );
+    }
 }

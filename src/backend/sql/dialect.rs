@@ -55,10 +55,6 @@ pub trait Dialect: Send + Sync + 'static {
     /// tables; InnoDB's 16 KiB pages lose little to the last row that does not fit.
     const NULL_DEFAULTS: bool = false;
 
-    /// Deletes the `history` versions that a change in `(:from, :to]` (a `log` row) superseded:
-    /// the key's older ones.
-    const DELETE_SUPERSEDED: &'static str;
-
     /// The database's size on disk and the part of it in use, in bytes.
     const DB_SIZE: &'static str;
 

@@ -48,7 +48,8 @@ pub trait Driver: Database {
 
     fn int(row: &Self::Row, column: usize) -> Result<i64, sqlx::Error>;
     fn maybe_int(row: &Self::Row, column: usize) -> Result<Option<i64>, sqlx::Error>;
-    /// A SMALLINT used as a flag (non-zero is true).
+    /// An integer used as a flag (non-zero is true), read as a 64-bit one: a statement that
+    /// merges a flag column with a constant casts both to the dialect's integer.
     fn flag(row: &Self::Row, column: usize) -> Result<bool, sqlx::Error>;
     fn bytes(row: &Self::Row, column: usize) -> Result<Vec<u8>, sqlx::Error>;
     fn maybe_bytes(row: &Self::Row, column: usize) -> Result<Option<Vec<u8>>, sqlx::Error>;
@@ -148,7 +149,7 @@ where
     }
 
     fn flag(row: &Self::Row, column: usize) -> Result<bool, sqlx::Error> {
-        Ok(row.try_get::<i16, _>(column)? != 0)
+        Ok(row.try_get::<i64, _>(column)? != 0)
     }
 
     fn bytes(row: &Self::Row, column: usize) -> Result<Vec<u8>, sqlx::Error> {

@@ -44,8 +44,9 @@ fn key_condition(column: &str, end: &KeyEnd) -> String {
 /// It is the later of the key's latest deletion (a tombstone in `log`, found through
 /// `log_deleted_keys`) and its latest replaced version in `history`: every put within the
 /// bound but the live version was replaced, and the live version is past the bound wherever
-/// this is asked. Compaction removes every `log` row below the compacted revision, and with it
-/// every `history` version such a row superseded (see `compact_log`); a version it removed was
+/// this is asked. Compaction removes every `history` version that a change at or below the
+/// compacted revision superseded, and the `log` rows below it (see `compact_log`); a version it
+/// removed was
 /// replaced at or below the compacted revision, so it is not the latest change within a bound at
 /// or above it, and a deletion below it leaves nothing older in `history` either.
 fn latest_change<D: Dialect>(key: &str, guard: &str, bound: &str) -> String {
@@ -73,7 +74,6 @@ impl RangeStatements {
     fn new<D: Dialect>(end: &KeyEnd, counted_prefix_min_keys: i64) -> RangeStatements {
         let render = |template: &str| Sql::render(D::PLACEHOLDERS, D::KEY, template, &RANGE_NAMES);
         let c_keys = key_condition("c.@key", end);
-        let l_keys = key_condition("l.@key", end);
         let latest_c = latest_change::<D>("c.@key", "c.mod_revision > :rev", "<= :rev");
         let latest_g = latest_change::<D>("g.@key", "TRUE", "<= :rev");
         // Tombstones after :rev: for a range, found through the index of tombstones by revision
@@ -84,9 +84,6 @@ impl RangeStatements {
             false => format!("{table} {alias}"),
         };
         let tombstones = via("log", "d", "log_tombstones");
-        // The log's primary key is (revision, sub) on SQLite and PostgreSQL: the only index of
-        // every change, and the one that reads them in order.
-        let changes = "log l";
         let changed_current = via("current", "c", "current_by_mod");
         // A statement PostgreSQL plans for its arguments on every call (a count; at 5M objects a
         // page too, before and after VACUUM) has the planner read an index's first or last
@@ -134,6 +131,36 @@ impl RangeStatements {
                    AND h.revision = {latest_c})) \
              + (SELECT COUNT(*) {deleted_since_counted})",
             filtering("c.@key")
+        );
+        // The changes in [:from, :to] as (revision, sub, key, deleted), each part in revision
+        // order and cut at :limit: the log's rows (on SQLite and PostgreSQL by its primary key,
+        // (revision, sub)), then the versions of the revisions it does not list, each such
+        // revision's only change, a put (see migrations/sqlite/0007_versions_by_revision.sql).
+        let flag = |value: &str| format!("CAST({value} AS {})", D::INTEGER_CAST);
+        let unlisted = |revision: &str| {
+            format!("NOT EXISTS (SELECT 1 FROM log n WHERE n.revision = {revision})")
+        };
+        let versions = |table: &str, alias: &str, index: &str, revision: &str| {
+            format!(
+                "SELECT * FROM (SELECT {alias}.{revision} AS revision, 0 AS sub, \
+                   {alias}.@key AS @key, {} AS deleted FROM {} \
+                 WHERE {alias}.{revision} >= :from AND {alias}.{revision} <= :to AND {} \
+                 AND {} ORDER BY {alias}.{revision} LIMIT :limit) {table}_versions",
+                flag("0"),
+                via(table, alias, index),
+                filtering(&format!("{alias}.@key")),
+                unlisted(&format!("{alias}.{revision}")),
+            )
+        };
+        let changes = format!(
+            "(SELECT * FROM (SELECT x.revision, x.sub, x.@key AS @key, {} AS deleted FROM log x \
+                WHERE x.revision >= :from AND x.revision <= :to AND {} \
+                ORDER BY x.revision, x.sub LIMIT :limit) logged \
+              UNION ALL {} UNION ALL {}) l",
+            flag("x.deleted"),
+            filtering("x.@key"),
+            versions("current", "y", "current_by_mod", "mod_revision"),
+            versions("history", "w", "history_by_revision", "revision"),
         );
         let with_prev = D::boolean(":prev");
         let previous = latest_change::<D>("l.@key", &with_prev, "< l.revision");
@@ -185,7 +212,6 @@ impl RangeStatements {
                    AND h.revision = l.revision \
                  LEFT JOIN history p ON {with_prev} AND p.@key = l.@key \
                    AND p.revision = {previous} \
-                 WHERE l.revision >= :from AND l.revision <= :to AND {l_keys} \
                  ORDER BY l.revision, l.sub LIMIT :limit"
             )),
         }
@@ -244,7 +270,8 @@ pub struct Statements {
     unbounded: RangeStatements,
     /// The live rows of N keys.
     pub current_of_keys: MultiRow,
-    /// Appends N log rows. Two changes of one key at one revision (a from-key delete escapes
+    /// Appends N log rows: deletions, and the changes of revisions with more than one (see
+    /// `WriteBuffer::listed_rows`). Two changes of one key at one revision (a from-key delete escapes
     /// etcd's duplicate-key check) arrive merged, but an earlier flush of the same batch may
     /// have written the first of them: the later one comes with the first one's `sub` and
     /// replaces it.
@@ -308,10 +335,16 @@ pub struct Statements {
     pub meta_value: Sql,
     /// :name, :value
     pub save_meta_value: Sql,
-    /// :from, :to: the versions that changes in (:from, :to] replaced, all at or below the
-    /// compacted revision.
-    pub compact_history: Sql,
-    /// :from, :to: the changes in [:from, :to), after `compact_history` used them. The log
+    /// :from, :to: `(key, revision)` of the versions that changes in (:from, :to] replaced,
+    /// all at or below the compacted revision. The changes are the log's rows and the versions
+    /// of those revisions, in `current` by mod_revision and in `history` by revision. A plain
+    /// read, apart from the deletion: InnoDB locks the rows a DELETE's join reads, and a
+    /// write batch updating such a `current` row while inserting into `history` deadlocked
+    /// with it.
+    pub superseded: Sql,
+    /// Deletes N versions from `history`, each named by `(key, revision)`.
+    pub delete_versions: MultiRow,
+    /// :from, :to: the changes in [:from, :to), after `superseded` named their versions. The log
     /// trails by one revision: a watch may start at the compacted revision and must see its
     /// changes.
     pub compact_log: Sql,
@@ -489,7 +522,31 @@ impl Statements {
                 ),
                 &["name", "value"],
             ),
-            compact_history: compact(D::DELETE_SUPERSEDED),
+            superseded: compact(
+                "SELECT DISTINCT o.@key, o.revision FROM \
+                   (SELECT n.@key AS @key, n.revision FROM log n \
+                      WHERE n.revision > :from AND n.revision <= :to \
+                    UNION ALL SELECT y.@key, y.mod_revision FROM current y \
+                      WHERE y.mod_revision > :from AND y.mod_revision <= :to \
+                    UNION ALL SELECT w.@key, w.revision FROM history w \
+                      WHERE w.revision > :from AND w.revision <= :to) n \
+                 JOIN history o ON o.@key = n.@key AND o.revision < n.revision",
+            ),
+            delete_versions: MultiRow::new(|rows| {
+                Sql::numbered(D::PLACEHOLDERS, rows * 2, |p| {
+                    let named = (0..rows)
+                        .map(|row| {
+                            format!(
+                                "({key} = {} AND revision = {})",
+                                p(row * 2 + 1),
+                                p(row * 2 + 2)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" OR ");
+                    format!("DELETE FROM history WHERE {named}")
+                })
+            }),
             compact_log: compact("DELETE FROM log WHERE revision >= :from AND revision < :to"),
             save_compact_progress: compact(&format!(
                 "UPDATE meta SET value = {}(value, :to) WHERE name = 'compact_progress'",
