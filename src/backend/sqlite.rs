@@ -74,6 +74,14 @@ impl Dialect for Sqlite {
     const JOINED_STATEMENTS: bool = true;
     const ROWID_RANGES: bool = true;
     const BOUNDED_JOINS: bool = false;
+    // SQLite has no delete-join: the superseded rows are named by their primary key.
+    fn delete_superseded(changes: &str) -> Option<String> {
+        Some(format!(
+            "DELETE FROM history WHERE (@key, revision) IN \
+             (SELECT o.@key, o.revision FROM {changes} n JOIN history o ON o.@key = n.@key \
+              AND o.revision < n.revision)"
+        ))
+    }
     const DB_SIZE: &'static str = "SELECT p.page_count * s.page_size, \
         (p.page_count - f.freelist_count) * s.page_size \
         FROM pragma_page_count() p, pragma_page_size() s, pragma_freelist_count() f";

@@ -55,6 +55,12 @@ pub trait Dialect: Send + Sync + 'static {
     /// tables; InnoDB's 16 KiB pages lose little to the last row that does not fit.
     const NULL_DEFAULTS: bool = false;
 
+    /// One statement deleting the `history` versions that a change in `(:from, :to]`
+    /// superseded (the key's older ones), `changes` being a subquery of those changes'
+    /// `(@key, revision)`; or `None` where such a statement would lock what its join reads, and
+    /// compaction names the versions with a plain read first (`Statements::superseded`).
+    fn delete_superseded(changes: &str) -> Option<String>;
+
     /// The database's size on disk and the part of it in use, in bytes.
     const DB_SIZE: &'static str;
 

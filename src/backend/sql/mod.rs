@@ -244,22 +244,28 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         let window = [Value::Int(after), Value::Int(up_to)];
         // Each change of the window is at or below the compacted revision, so it supersedes
         // every older version of its key, wherever that lies. Walking superseding changes
-        // visits each once; the versions they name are read first and deleted by their primary
-        // key (see `Statements::superseded`); then the window's log rows go too, as no read at
+        // visits each once (where the dialect's DELETE would lock what it joins, the versions
+        // are read first and deleted by primary key: `Dialect::delete_superseded`); then the window's log rows go too, as no read at
         // or above the compacted revision needs them (`statements::latest_change`).
-        let rows = txn.fetch_all(&self.sql.superseded, &window).await?;
-        let versions = rows
-            .iter()
-            .map(|row| Ok((D::Db::bytes(row, 0)?, D::Db::int(row, 1)?)))
-            .collect::<Result<Vec<(Vec<u8>, i64)>, sqlx::Error>>()?;
-        let mut superseded = 0;
-        for (statement, chunk) in self.sql.delete_versions.chunks(&versions) {
-            let mut arguments = Vec::with_capacity(chunk.len() * 2);
-            for (key, revision) in chunk {
-                arguments.extend([Value::Bytes(key), Value::Int(*revision)]);
+        let superseded = match &self.sql.compact_history {
+            Some(statement) => txn.execute(statement, &window).await?,
+            None => {
+                let rows = txn.fetch_all(&self.sql.superseded, &window).await?;
+                let versions = rows
+                    .iter()
+                    .map(|row| Ok((D::Db::bytes(row, 0)?, D::Db::int(row, 1)?)))
+                    .collect::<Result<Vec<(Vec<u8>, i64)>, sqlx::Error>>()?;
+                let mut deleted = 0;
+                for (statement, chunk) in self.sql.delete_versions.chunks(&versions) {
+                    let mut arguments = Vec::with_capacity(chunk.len() * 2);
+                    for (key, revision) in chunk {
+                        arguments.extend([Value::Bytes(key), Value::Int(*revision)]);
+                    }
+                    deleted += txn.execute(statement, &arguments).await?;
+                }
+                deleted
             }
-            superseded += txn.execute(statement, &arguments).await?;
-        }
+        };
         let changes = txn.execute(&self.sql.compact_log, &window).await?;
         txn.execute(&self.sql.save_compact_progress, &window)
             .await?;

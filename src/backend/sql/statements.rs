@@ -67,6 +67,16 @@ fn latest_change<D: Dialect>(key: &str, guard: &str, bound: &str) -> String {
     )
 }
 
+/// `(key, revision)` of every change in `(:from, :to]`: the log's rows, and the versions of the
+/// revisions it does not list (a version of a listed revision is there twice, which no caller
+/// minds).
+const WINDOW_CHANGES: &str = "(SELECT n.@key AS @key, n.revision FROM log n \
+      WHERE n.revision > :from AND n.revision <= :to \
+    UNION ALL SELECT y.@key, y.mod_revision FROM current y \
+      WHERE y.mod_revision > :from AND y.mod_revision <= :to \
+    UNION ALL SELECT w.@key, w.revision FROM history w \
+      WHERE w.revision > :from AND w.revision <= :to)";
+
 /// The largest revision, as an upper bound that makes a scan by revision a bounded range.
 const MAX_REVISION: i64 = i64::MAX;
 
@@ -335,12 +345,12 @@ pub struct Statements {
     pub meta_value: Sql,
     /// :name, :value
     pub save_meta_value: Sql,
-    /// :from, :to: `(key, revision)` of the versions that changes in (:from, :to] replaced,
-    /// all at or below the compacted revision. The changes are the log's rows and the versions
-    /// of those revisions, in `current` by mod_revision and in `history` by revision. A plain
-    /// read, apart from the deletion: InnoDB locks the rows a DELETE's join reads, and a
-    /// write batch updating such a `current` row while inserting into `history` deadlocked
-    /// with it.
+    /// :from, :to: deletes the versions that changes in (:from, :to] replaced, all at or below
+    /// the compacted revision, where the dialect does so in one statement
+    /// ([`Dialect::delete_superseded`]). The changes are the log's rows and the versions of
+    /// those revisions, in `current` by mod_revision and in `history` by revision.
+    pub compact_history: Option<Sql>,
+    /// :from, :to: `(key, revision)` of those versions, by a plain read (elsewhere).
     pub superseded: Sql,
     /// Deletes N versions from `history`, each named by `(key, revision)`.
     pub delete_versions: MultiRow,
@@ -522,16 +532,12 @@ impl Statements {
                 ),
                 &["name", "value"],
             ),
-            superseded: compact(
-                "SELECT DISTINCT o.@key, o.revision FROM \
-                   (SELECT n.@key AS @key, n.revision FROM log n \
-                      WHERE n.revision > :from AND n.revision <= :to \
-                    UNION ALL SELECT y.@key, y.mod_revision FROM current y \
-                      WHERE y.mod_revision > :from AND y.mod_revision <= :to \
-                    UNION ALL SELECT w.@key, w.revision FROM history w \
-                      WHERE w.revision > :from AND w.revision <= :to) n \
-                 JOIN history o ON o.@key = n.@key AND o.revision < n.revision",
-            ),
+            compact_history: D::delete_superseded(WINDOW_CHANGES)
+                .map(|statement| compact(&statement)),
+            superseded: compact(&format!(
+                "SELECT DISTINCT o.@key, o.revision FROM {WINDOW_CHANGES} n \
+                 JOIN history o ON o.@key = n.@key AND o.revision < n.revision"
+            )),
             delete_versions: MultiRow::new(|rows| {
                 Sql::numbered(D::PLACEHOLDERS, rows * 2, |p| {
                     let named = (0..rows)
