@@ -53,6 +53,9 @@ pub(crate) struct WriteBuffer {
     /// Revision `latest`'s first change, a put, which a flush left out of the log while it was
     /// the revision's only one: written after all if the revision gets another.
     unlisted: Option<LogRow>,
+    /// The revisions of this batch with more than one change: the log lists all of theirs,
+    /// also a change that replaces one of the same key a flush wrote before.
+    shared: HashSet<i64>,
     /// Every change of the batch, in order, for watchers.
     events: Vec<Event>,
 }
@@ -72,6 +75,7 @@ impl WriteBuffer {
             latest: head,
             next_sub: 0,
             unlisted: None,
+            shared: HashSet::new(),
             events: Vec::new(),
         })
     }
@@ -166,6 +170,9 @@ impl WriteBuffer {
                 self.next_sub - 1
             }
         };
+        if row.sub > 0 {
+            self.shared.insert(revision);
+        }
         self.events.push(Event {
             r#type: if row.deleted {
                 EventType::Delete
@@ -238,12 +245,7 @@ impl WriteBuffer {
     /// revision's only change, a put, is left out; at revision `latest` more may come, so the
     /// row is kept in `unlisted` until they do.
     fn listed_rows(&mut self) -> Vec<LogRow> {
-        let shared: HashSet<i64> = self
-            .log
-            .iter()
-            .filter(|row| row.sub > 0)
-            .map(|row| row.kv.mod_revision)
-            .collect();
+        let shared = &self.shared;
         let mut listed = Vec::with_capacity(self.log.len() + 1);
         if let Some(first) = self.unlisted.take() {
             let revision = first.kv.mod_revision;

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use etcd_client::{CompactionOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{
+    CompactionOptions, DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
 use sqlx::Connection as _;
 
 use crate::harness::{Backend, TestServer, current_backend, on_backend};
@@ -361,6 +363,16 @@ crate::on_every_backend! {
         let r5 = revision(client.delete("/l/a", None).await.expect("delete").header());
         let txn = Txn::new().and_then([TxnOp::put("/l/e", "6", None)]);
         let r6 = revision(client.txn(txn).await.expect("txn").header());
+        // A key deleted (by a from-key delete, which etcd's duplicate-key check lets through)
+        // and put again in one revision, the deletion written before the put replaces it: the
+        // log's row of the key becomes the put.
+        let txn = Txn::new().and_then([
+            TxnOp::delete("/l/e", Some(DeleteOptions::new().with_from_key())),
+            TxnOp::put("/l/g", "7", None),
+            TxnOp::get("/l/", Some(GetOptions::new().with_prefix())),
+            TxnOp::put("/l/e", "8", None),
+        ]);
+        let r7 = revision(client.txn(txn).await.expect("txn").header());
 
         let key = |k: &str| k.to_string();
         assert_eq!(
@@ -370,6 +382,8 @@ crate::on_every_backend! {
                 (r3, 1, key("/l/a"), 0),
                 (r3, 2, key("/l/b"), 1),
                 (r5, 0, key("/l/a"), 1),
+                (r7, 0, key("/l/e"), 0),
+                (r7, 1, key("/l/g"), 0),
             ],
             "a revision's only put is not in the log"
         );
@@ -386,8 +400,10 @@ crate::on_every_backend! {
             (false, key("/l/d"), r4, None),
             (true, key("/l/a"), r5, Some(r3)),
             (false, key("/l/e"), r6, None),
+            (false, key("/l/e"), r7, Some(r6)),
+            (false, key("/l/g"), r7, None),
         ];
-        assert_eq!(replayed(&mut client, r1, 8).await, every_change);
+        assert_eq!(replayed(&mut client, r1, 10).await, every_change);
 
         // Compacted at r4: the changes from r4 on are still replayed, and reads at r4 find
         // the versions alive then.
@@ -395,7 +411,7 @@ crate::on_every_backend! {
             .compact(r4, Some(CompactionOptions::new().with_physical()))
             .await
             .expect("compact");
-        assert_eq!(replayed(&mut client, r4, 3).await, every_change[5..]);
+        assert_eq!(replayed(&mut client, r4, 5).await, every_change[5..]);
         let at_r4 = client
             .get("/l/", Some(GetOptions::new().with_prefix().with_revision(r4)))
             .await
@@ -408,7 +424,11 @@ crate::on_every_backend! {
         assert_eq!(listed, [(key("/l/a"), r3), (key("/l/c"), r3), (key("/l/d"), r4)]);
         assert_eq!(
             log_rows(&url).await,
-            [(r5, 0, key("/l/a"), 1)],
+            [
+                (r5, 0, key("/l/a"), 1),
+                (r7, 0, key("/l/e"), 0),
+                (r7, 1, key("/l/g"), 0)
+            ],
             "compaction removes the log's rows below the compacted revision"
         );
     }
