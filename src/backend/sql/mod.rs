@@ -245,8 +245,9 @@ impl<D: Dialect> Backend for SqlBackend<D> {
         // Each change of the window is at or below the compacted revision, so it supersedes
         // every older version of its key, wherever that lies. Walking superseding changes
         // visits each once (where the dialect's DELETE would lock what it joins, the versions
-        // are read first and deleted by primary key: `Dialect::delete_superseded`); then the window's log rows go too, as no read at
-        // or above the compacted revision needs them (`statements::latest_change`).
+        // are read first and deleted by primary key: `Dialect::delete_superseded`); then the
+        // window's log rows go too, as no read at or above the compacted revision needs them
+        // (`statements::latest_change`).
         let superseded = match &self.sql.compact_history {
             Some(statement) => txn.execute(statement, &window).await?,
             None => {

@@ -46,9 +46,9 @@ fn key_condition(column: &str, end: &KeyEnd) -> String {
 /// bound but the live version was replaced, and the live version is past the bound wherever
 /// this is asked. Compaction removes every `history` version that a change at or below the
 /// compacted revision superseded, and the `log` rows below it (see `compact_log`); a version it
-/// removed was
-/// replaced at or below the compacted revision, so it is not the latest change within a bound at
-/// or above it, and a deletion below it leaves nothing older in `history` either.
+/// removed was replaced at or below the compacted revision, so it is not the latest change
+/// within a bound at or above it, and a deletion below it leaves nothing older in `history`
+/// either.
 fn latest_change<D: Dialect>(key: &str, guard: &str, bound: &str) -> String {
     let newest = |table: &str, only: &str| {
         format!(
@@ -281,9 +281,9 @@ pub struct Statements {
     /// The live rows of N keys.
     pub current_of_keys: MultiRow,
     /// Appends N log rows: deletions, and the changes of revisions with more than one (see
-    /// `WriteBuffer::listed_rows`). Two changes of one key at one revision (a from-key delete escapes
-    /// etcd's duplicate-key check) arrive merged, but an earlier flush of the same batch may
-    /// have written the first of them: the later one comes with the first one's `sub` and
+    /// `WriteBuffer::listed_rows`). Two changes of one key at one revision (a from-key delete
+    /// escapes etcd's duplicate-key check) arrive merged, but an earlier flush of the same batch
+    /// may have written the first of them: the later one comes with the first one's `sub` and
     /// replaces it.
     pub insert_log: MultiRow,
     /// Keeps N replaced or deleted versions.
