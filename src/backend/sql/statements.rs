@@ -350,7 +350,8 @@ pub struct Statements {
     /// ([`Dialect::delete_superseded`]). The changes are the log's rows and the versions of
     /// those revisions, in `current` by mod_revision and in `history` by revision.
     pub compact_history: Option<Sql>,
-    /// :from, :to: `(key, revision)` of those versions, by a plain read (elsewhere).
+    /// :from, :to: `(key, revision)` of those versions, by a plain read, where
+    /// `compact_history` is `None` (MySQL); then `delete_versions` deletes them.
     pub superseded: Sql,
     /// Deletes N versions from `history`, each named by `(key, revision)`.
     pub delete_versions: MultiRow,
