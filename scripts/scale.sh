@@ -5,7 +5,8 @@
 # the mean of $LISTS lists; every page's p99), count_only of it, a limit=1 range over it, the
 # Fleet simulator on top (the manager's page p99/p99.9 while 100 clusters write), restart to
 # serving, resident memory and bytes on disk per object (with COMPACTED_DISK=1, also after a
-# compaction at the head and a defragment; on PostgreSQL a VACUUM FULL).
+# compaction at the head and a defragment; on PostgreSQL a VACUUM FULL), and the disk reads
+# during each list case (a list that reads the disk ran on a cold page cache).
 #
 #   SIZES="1000000 5000000 10000000 20000000" PROBE=1000000 scripts/scale.sh [TARGET...]
 #   (default targets: sqlite postgres etcd)
@@ -55,12 +56,30 @@ disk_mib() {
     esac
 }
 
+# Reads completed by the disk that holds $WORK (/proc/diskstats' fourth field), 0 where it is
+# not a listed block device. This machine's kernel pages out file pages left unused for about a
+# minute (DAMON, docs/benchmarks.md), so the probe, written first, is partly on disk again when
+# the lists start after a long load; the reads during each list case show how much.
+disk_reads() {
+    local device
+    device=$(basename "$(df --output=source "$WORK" | tail -1)")
+    awk -v device="$device" '$3 == device { print $4; found = 1 } END { if (!found) print 0 }' /proc/diskstats
+}
+
+# `bench "$@"`, then a note of the disk reads during it (case $2-disk-reads).
+bench_reading() {
+    local before
+    before=$(disk_reads)
+    bench "$@"
+    note "$1" "$2-disk-reads" disk_reads $(($(disk_reads) - before))
+}
+
 # The measurements that must stay flat, against the running target, tagged $1 (TARGET@SIZE),
 # their cases suffixed with $2.
 probe_cases() {
     local tag="$1" suffix="$2"
-    bench "$tag" "list-500$suffix" --clients 1 --conns 1 --total "$LISTS" --prefix "$PROBE_PREFIX" list --keys 0 --page-size 500
-    bench "$tag" "list-10000$suffix" --clients 1 --conns 1 --total "$LISTS" --prefix "$PROBE_PREFIX" list --keys 0 --page-size 10000
+    bench_reading "$tag" "list-500$suffix" --clients 1 --conns 1 --total "$LISTS" --prefix "$PROBE_PREFIX" list --keys 0 --page-size 500
+    bench_reading "$tag" "list-10000$suffix" --clients 1 --conns 1 --total "$LISTS" --prefix "$PROBE_PREFIX" list --keys 0 --page-size 10000
     bench "$tag" "count$suffix" --clients 1 --conns 1 --total 20 --prefix "$PROBE_PREFIX" count
     bench "$tag" "first-page$suffix" --clients 1 --conns 1 --total 20 --prefix "$PROBE_PREFIX" count --limit 1
 }
