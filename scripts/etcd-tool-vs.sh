@@ -30,7 +30,7 @@ prepare etcd-tool etcd sqlite postgres mysql -- "$@"
 tool() {
     local target="$1" case="$2"
     shift 2
-    if [ -n "${CASES:-}" ] && [[ " $CASES " != *" $case "* ]]; then return 0; fi
+    if skipped "$case"; then return 0; fi
     "$TOOL" --endpoints "127.0.0.1:$PORT" --conns "$CONNS" --clients "$CLIENTS" "$@" 2>/dev/null |
         python3 -c '
 import json, re, sys

@@ -134,12 +134,17 @@ rss_mib() {
     awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$TARGET_PID/status"
 }
 
+# skipped CASE: whether $CASES names cases to run and CASE is not one of them.
+skipped() {
+    [ -n "${CASES:-}" ] && [[ " $CASES " != *" $1 "* ]]
+}
+
 # bench TARGET CASE ARGS...: runs `etcdshim bench ARGS --json` and appends each report line,
 # tagged with the target and case, to $RESULTS.
 bench() {
     local target="$1" case="$2"
     shift 2
-    if [ -n "${CASES:-}" ] && [[ " $CASES " != *" $case "* ]]; then return 0; fi
+    if skipped "$case"; then return 0; fi
     "$ETCDSHIM" bench --endpoints "$ENDPOINT" --json "$@" | while read -r line; do
         echo "{\"target\":\"$target\",\"case\":\"$case\",\"report\":$line}" | tee -a "$RESULTS"
     done

@@ -69,7 +69,7 @@ disk_reads() {
 # `bench "$@"`, then a note of the disk reads during it (case $2-disk-reads).
 bench_reading() {
     local before
-    if [ -n "${CASES:-}" ] && [[ " $CASES " != *" $2 "* ]]; then return 0; fi
+    if skipped "$2"; then return 0; fi
     before=$(disk_reads)
     bench "$@"
     note "$1" "$2-disk-reads" disk_reads $(($(disk_reads) - before))
